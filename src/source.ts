@@ -1,0 +1,95 @@
+/**
+ * The contract between a discovery source (Consul, DNS SRV, static) and the engine.
+ *
+ * Data flows one way: a source runs its own loop and hands each outcome to a
+ * {@link SourceSink} as a value. A source never throws into the void, never knows about
+ * metrics, tracing or the sidecar, and never publishes a snapshot itself: the engine
+ * decides what an outcome means (publish, keep last-known-good, fail over).
+ */
+import type { WorkerResolverError } from './errors.js';
+
+/** Where a snapshot's workers came from. */
+export type SourceKind = 'consul' | 'dns' | 'static';
+
+/** Health of one worker as the source reported it. DNS and static workers are `passing`. */
+export type WorkerStatus = 'passing' | 'warning';
+
+/**
+ * One worker as a source found it, before the engine freezes it into a snapshot.
+ * `url` is the canonical string form of the worker's base URL (`scheme://host:port`,
+ * IPv6 in brackets); the engine turns it into a `URL` once per publish.
+ */
+export interface WorkerCandidate {
+  /** Canonical base URL, e.g. `http://10.0.0.7:8080` or `http://[fd00::7]:8080`. */
+  readonly url: string;
+  /** Stable instance id: Consul's `Service.ID`, or `target:port` for DNS. */
+  readonly id: string;
+  /** Consul node name, or the SRV target for DNS. */
+  readonly node: string;
+  /** Host part of the URL without brackets (an IP address or a hostname). */
+  readonly address: string;
+  /** TCP port. */
+  readonly port: number;
+  /** Service tags (Consul); empty for DNS. */
+  readonly tags: readonly string[];
+  /** Service meta (Consul); empty for DNS. */
+  readonly meta: Readonly<Record<string, string>>;
+  /** Aggregated health. */
+  readonly status: WorkerStatus;
+}
+
+/** A successful answer from a source. */
+export interface SourceAnswer {
+  readonly ok: true;
+  readonly source: SourceKind;
+  /** The workers the source reports now (order irrelevant; the engine sorts and dedupes). */
+  readonly workers: readonly WorkerCandidate[];
+  /** Entries the source dropped because they were not usable (bad address, bad port, ...). */
+  readonly rejected: number;
+  /** Consul's `X-Consul-Index` for this answer (Consul only). */
+  readonly index?: number;
+  /**
+   * True if the source knows nothing changed since its previous answer (Consul: the index
+   * did not move). The engine then only records contact; it does not diff.
+   */
+  readonly unchanged: boolean;
+  /** Wall-clock duration of the request, in milliseconds. */
+  readonly durationMs: number;
+  /** True if the request was a blocking (long-poll) query whose duration includes waiting. */
+  readonly blocking: boolean;
+}
+
+/** A failed attempt. */
+export interface SourceFailure {
+  readonly ok: false;
+  readonly source: SourceKind;
+  readonly error: WorkerResolverError;
+  /** Wall-clock duration of the failed request, in milliseconds. */
+  readonly durationMs: number;
+  /** True if the request was a blocking (long-poll) query. */
+  readonly blocking: boolean;
+  /** How long the source will wait before its next attempt, in milliseconds. */
+  readonly retryInMs: number;
+}
+
+/** What a source hands to the engine after each request. */
+export type SourceOutcome = SourceAnswer | SourceFailure;
+
+/** The engine side of a source. */
+export interface SourceSink {
+  /** Called once per completed request, in order. Must not throw. */
+  onOutcome(outcome: SourceOutcome): void;
+}
+
+/**
+ * A discovery source. `start` begins its loop; `stop` ends it, aborting any in-flight
+ * request and cancelling every timer. A stopped source may be started again (the engine
+ * starts the DNS source on failover and stops it on failback).
+ */
+export interface Source {
+  readonly kind: SourceKind;
+  /** Begins the loop. Calling `start` on a running source is a no-op. */
+  start(sink: SourceSink): void;
+  /** Ends the loop; resolves once no request, socket or timer of this source remains. Idempotent. */
+  stop(): Promise<void>;
+}
