@@ -11,8 +11,6 @@
 export const ErrorCode = {
   /** An option passed to a constructor or factory is invalid (thrown as {@link InvalidOptionError}). */
   INVALID_OPTION: 'ERR_INVALID_OPTION',
-  /** An argument passed to a planner helper is invalid. */
-  INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
   /** `ready()` did not see a first snapshot within its timeout. */
   READY_TIMEOUT: 'ERR_READY_TIMEOUT',
   /** The resolver was closed while the caller was waiting. */
@@ -74,7 +72,6 @@ export type ErrorType =
 
 const ERROR_TYPES: Readonly<Record<ErrorCodeValue, ErrorType>> = {
   ERR_INVALID_OPTION: 'other',
-  ERR_INVALID_ARGUMENT: 'other',
   ERR_READY_TIMEOUT: 'timeout',
   ERR_RESOLVER_CLOSED: 'other',
   ERR_NO_WORKERS: 'other',

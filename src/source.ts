@@ -36,6 +36,11 @@ export interface WorkerCandidate {
   readonly meta: Readonly<Record<string, string>>;
   /** Aggregated health. */
   readonly status: WorkerStatus;
+  /**
+   * Relative weight (Consul `Service.Weights.Passing`/`.Warning`, the SRV weight, 1 for static).
+   * Informational: routing strategies may use it; the snapshot is ordered by URL regardless.
+   */
+  readonly weight: number;
 }
 
 /** A successful answer from a source. */

@@ -1,0 +1,336 @@
+/**
+ * The HTTP side of the Consul source, built on the `consul` npm package.
+ *
+ * The package's `health.service()` helper cannot express everything this project needs
+ * (`cached`, `ns`, repeated `node-meta`, a bounded body, our own JSON handling), so we use
+ * the package's request primitive (`consul._get`, the papi client it is built on) with the
+ * same path and our own query. Two things papi does not do are added through the HTTP
+ * agent we hand it (the documented `agent` option): a response body size limit, and
+ * failing fast when a response is cut mid-body (papi would otherwise wait for its timeout).
+ *
+ * Secrets: the token travels only in the `X-Consul-Token` header. It is never put in a
+ * query string, an error message or a log line. (papi emits 'log' events carrying request
+ * headers; we never listen to them.)
+ */
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import https from 'node:https';
+import Consul from 'consul';
+import { ErrorCode, WorkerResolverError } from './errors.js';
+import { formatDuration } from './duration.js';
+
+/** TLS settings for an `https://` Consul address (the `CONSUL_CACERT`... family). */
+export interface ConsulTlsOptions {
+  /** CA bundle (PEM) to verify Consul's certificate. */
+  readonly ca?: string | Buffer;
+  /** Client certificate (PEM), for mTLS. */
+  readonly cert?: string | Buffer;
+  /** Client key (PEM), for mTLS. */
+  readonly key?: string | Buffer;
+  /** Server name to verify (SNI), when it differs from the address's host. */
+  readonly serverName?: string;
+  /** Verify the server's certificate (default true). `false` mirrors `CONSUL_HTTP_SSL_VERIFY=false`. */
+  readonly verify?: boolean;
+}
+
+/** Connection settings of a {@link ConsulHealthClient}. */
+export interface ConsulClientConfig {
+  /** Consul HTTP address, e.g. `http://127.0.0.1:8500` (no path). */
+  readonly address: URL;
+  readonly token: string | undefined;
+  readonly tls: ConsulTlsOptions | undefined;
+  /** Largest accepted response body, in bytes. */
+  readonly maxResponseBytes: number;
+}
+
+/** Query parameters of a health request (all optional ones are omitted when undefined). */
+export interface HealthQuery {
+  readonly service: string;
+  readonly passingOnly: boolean;
+  readonly tag: string | undefined;
+  readonly filter: string | undefined;
+  readonly datacenter: string | undefined;
+  readonly near: string | undefined;
+  readonly nodeMeta: readonly string[];
+  readonly namespace: string | undefined;
+  readonly partition: string | undefined;
+  readonly consistency: 'default' | 'stale' | 'consistent' | 'cached';
+}
+
+/** Per-request settings. */
+export interface HealthRequest {
+  /** Blocking index; 0 = answer at once. */
+  readonly index: number;
+  readonly waitMs: number;
+  /** Absolute client timeout for this request. */
+  readonly timeoutMs: number;
+  readonly signal: AbortSignal;
+}
+
+/** A 2xx answer. */
+export interface HealthResponse {
+  /** `X-Consul-Index`, or undefined when missing or not a number (the caller decides). */
+  readonly index: number | undefined;
+  readonly body: Buffer;
+  readonly knownLeader: boolean | undefined;
+}
+
+/** The narrow slice of the papi client (`consul._get`) we use; not in the package's typings. */
+interface PapiRequest {
+  name: string;
+  path: string;
+  params: Record<string, string>;
+  query: Record<string, string | string[]>;
+  headers: Record<string, string>;
+  ctx: EventEmitter;
+  timeout: number;
+  buffer: true;
+}
+interface PapiResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body?: Buffer;
+}
+interface PapiClient {
+  _get(req: PapiRequest): Promise<PapiResponse>;
+  destroy(): void;
+}
+interface PapiError extends Error {
+  isPapi?: boolean;
+  isAbort?: boolean;
+  isTimeout?: boolean;
+  isResponse?: boolean;
+  response?: PapiResponse;
+  code?: string;
+  cause?: unknown;
+}
+
+/** Marker error the agent hook raises; mapped to a coded error below. */
+class BodyLimitError extends Error {}
+class TruncatedBodyError extends Error {}
+
+/**
+ * Adds a body limit and truncation detection to every request of an agent. `addRequest`
+ * is the hook http.Agent subclasses (proxy agents) use to see each ClientRequest.
+ */
+function guardAgent<A extends http.Agent>(agent: A, maxBytes: number): A {
+  const addRequest = (agent as unknown as { addRequest: (req: http.ClientRequest, o: unknown) => void }).addRequest;
+  (agent as unknown as { addRequest: (req: http.ClientRequest, o: unknown) => void }).addRequest = function (req, o) {
+    req.once('response', (res: http.IncomingMessage) => {
+      let received = 0;
+      res.on('data', (chunk: Buffer) => {
+        received += chunk.length;
+        if (received > maxBytes) {
+          res.destroy();
+          req.destroy();
+          req.emit('error', new BodyLimitError());
+        }
+      });
+      // papi only listens for 'end'; a response cut mid-body would otherwise hang until the
+      // client timeout (minutes, for a blocking query).
+      res.once('close', () => {
+        if (!res.complete) req.emit('error', new TruncatedBodyError());
+      });
+    });
+    addRequest.call(this, req, o);
+  };
+  return agent;
+}
+
+function header(res: PapiResponse, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'EPROTO',
+]);
+
+/** One line of text from an error body, without control characters, bounded. */
+function bodySnippet(res: PapiResponse | undefined): string {
+  const body = res?.body;
+  if (body === undefined || body.length === 0) return '';
+  const text = body.subarray(0, 200).toString('utf8').replace(/\s+/g, ' ').trim();
+  return text === '' ? '' : `: ${text}`;
+}
+
+/** Maps whatever papi or the socket threw to a coded error. `where` never contains secrets. */
+function classify(err: PapiError, where: string): WorkerResolverError {
+  if (err instanceof BodyLimitError) {
+    return new WorkerResolverError(ErrorCode.CONSUL_BODY_TOO_LARGE, `${where}: answer exceeds the body size limit`);
+  }
+  if (err instanceof TruncatedBodyError) {
+    return new WorkerResolverError(ErrorCode.CONSUL_MALFORMED, `${where}: answer was cut off before its end`);
+  }
+  if (err.isResponse === true && err.response !== undefined) {
+    const res = err.response;
+    const status = res.statusCode;
+    if (status === 403) {
+      // The body is Consul's ("Permission denied", "ACL not found"); it never echoes the token.
+      return new WorkerResolverError(
+        ErrorCode.CONSUL_ACL,
+        `${where}: 403 from Consul: the ACL token lacks service:read/node:read for this service, or is unknown${bodySnippet(res)}`,
+        { status },
+      );
+    }
+    if (status === 429) {
+      const retryAfterMs = parseRetryAfter(header(res, 'retry-after'));
+      return new WorkerResolverError(ErrorCode.CONSUL_RATE_LIMITED, `${where}: 429 from Consul (rate limited)`, {
+        status,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      });
+    }
+    if (status === 400) {
+      return new WorkerResolverError(ErrorCode.CONSUL_BAD_REQUEST, `${where}: 400 from Consul${bodySnippet(res)}`, {
+        status,
+      });
+    }
+    return new WorkerResolverError(ErrorCode.CONSUL_HTTP, `${where}: ${status} from Consul${bodySnippet(res)}`, {
+      status,
+    });
+  }
+  if (err.isTimeout === true) {
+    return new WorkerResolverError(ErrorCode.CONSUL_TIMEOUT, `${where}: no answer within the client timeout`);
+  }
+  const cause = (err.cause as PapiError | undefined) ?? err;
+  const code = cause.code ?? err.code;
+  if ((code !== undefined && TLS_CODES.has(code)) || /certificate|SSL|TLS/i.test(cause.message)) {
+    return new WorkerResolverError(ErrorCode.CONSUL_TLS, `${where}: TLS failure (${code ?? cause.message})`, {
+      cause,
+    });
+  }
+  return new WorkerResolverError(
+    ErrorCode.CONSUL_UNREACHABLE,
+    `${where}: Consul unreachable (${code ?? cause.message})`,
+    { cause },
+  );
+}
+
+/** A thin, abortable client for the one endpoint the resolver polls (and a few `doctor` needs). */
+export class ConsulHealthClient {
+  private readonly consul: PapiClient;
+  private readonly token: string | undefined;
+  /** The address without credentials, for error messages. */
+  private readonly where: string;
+
+  constructor(config: ConsulClientConfig) {
+    const secure = config.address.protocol === 'https:';
+    const tls = config.tls;
+    const agent = secure
+      ? guardAgent(
+          new https.Agent({
+            keepAlive: true,
+            ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
+            ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
+            ...(tls?.key === undefined ? {} : { key: tls.key }),
+            ...(tls?.serverName === undefined ? {} : { servername: tls.serverName }),
+            rejectUnauthorized: tls?.verify ?? true,
+          }),
+          config.maxResponseBytes,
+        )
+      : guardAgent(new http.Agent({ keepAlive: true }), config.maxResponseBytes);
+    const base = `${config.address.protocol}//${config.address.host}/v1`;
+    this.consul = new (Consul as unknown as new (o: object) => PapiClient)({ baseUrl: base, agent });
+    this.token = config.token;
+    this.where = `${config.address.protocol}//${config.address.host}`;
+  }
+
+  private async get(
+    name: string,
+    path: string,
+    params: Record<string, string>,
+    query: Record<string, string | string[]>,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<PapiResponse> {
+    const ctx = new EventEmitter();
+    const onAbort = (): void => {
+      ctx.emit('cancel');
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (signal.aborted) throw new Error('aborted');
+      return await this.consul._get({
+        name,
+        path,
+        params,
+        query,
+        headers: this.token === undefined ? {} : { 'x-consul-token': this.token },
+        ctx,
+        timeout: timeoutMs,
+        buffer: true,
+      });
+    } catch (err) {
+      throw classify(
+        err as PapiError,
+        `GET ${this.where}${path.replace(/\{(\w+)\}/g, (_, k: string) => params[k] ?? '')}`,
+      );
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** `GET /v1/health/service/:service`. Rejects with a coded {@link WorkerResolverError}. */
+  async healthService(q: HealthQuery, r: HealthRequest): Promise<HealthResponse> {
+    const query: Record<string, string | string[]> = {};
+    if (q.passingOnly) query['passing'] = '1';
+    if (q.tag !== undefined) query['tag'] = q.tag;
+    if (q.filter !== undefined) query['filter'] = q.filter;
+    if (q.datacenter !== undefined) query['dc'] = q.datacenter;
+    if (q.near !== undefined) query['near'] = q.near;
+    if (q.nodeMeta.length > 0) query['node-meta'] = [...q.nodeMeta];
+    if (q.namespace !== undefined) query['ns'] = q.namespace;
+    if (q.partition !== undefined) query['partition'] = q.partition;
+    if (q.consistency === 'stale') query['stale'] = '';
+    else if (q.consistency === 'consistent') query['consistent'] = '';
+    else if (q.consistency === 'cached') query['cached'] = '';
+    if (r.index > 0) {
+      query['index'] = String(r.index);
+      query['wait'] = formatDuration(r.waitMs);
+    }
+    const res = await this.get(
+      'health.service',
+      '/health/service/{service}',
+      { service: q.service },
+      query,
+      r.timeoutMs,
+      r.signal,
+    );
+    const rawIndex = header(res, 'x-consul-index');
+    const index = rawIndex !== undefined && /^\d+$/.test(rawIndex) ? Number(rawIndex) : undefined;
+    const leader = header(res, 'x-consul-knownleader');
+    return {
+      index,
+      body: res.body ?? Buffer.alloc(0),
+      knownLeader: leader === undefined ? undefined : leader === 'true',
+    };
+  }
+
+  /** `GET /v1/status/leader` → the leader's address, or '' when the cluster has none. */
+  async leader(timeoutMs: number, signal: AbortSignal): Promise<string> {
+    const res = await this.get('status.leader', '/status/leader', {}, {}, timeoutMs, signal);
+    const parsed: unknown = JSON.parse((res.body ?? Buffer.from('""')).toString('utf8'));
+    return typeof parsed === 'string' ? parsed : '';
+  }
+
+  /** Closes pooled keep-alive sockets. The client must not be used afterwards. */
+  destroy(): void {
+    this.consul.destroy();
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * Turns the body of `GET /v1/health/service/:service` into worker candidates.
+ *
+ * Defensive by design: the body is untrusted input. A body that is not a JSON array is a
+ * malformed answer (the caller keeps its last good set); an entry that is not usable (wrong
+ * types, bad address, bad port, unhealthy, in maintenance, filtered out) is skipped and
+ * counted, never thrown. Nothing here does I/O.
+ */
+import { isIP } from 'node:net';
+import { ErrorCode, WorkerResolverError } from './errors.js';
+import type { WorkerCandidate, WorkerStatus } from './source.js';
+
+/** How a Consul health entry becomes a worker. */
+export interface ConsulWorkerPolicy {
+  /**
+   * Tagged address to prefer (`lan`, `wan`, `lan_ipv4`, `wan_ipv6`, ...): looked up in
+   * `Service.TaggedAddresses` first, then `Node.TaggedAddresses`; falls back to
+   * `Service.Address`, then `Node.Address`.
+   */
+  readonly taggedAddress: string | undefined;
+  /** URL scheme of workers, e.g. `http`. */
+  readonly scheme: string;
+  /** A `Service.Meta` key whose value, when present and valid, overrides `scheme`. */
+  readonly schemeMetaKey: string | undefined;
+  /** Keep `warning` instances (by default only `passing`). Maintenance is excluded either way. */
+  readonly includeWarning: boolean;
+  /** Keep only instances whose `Service.Meta[key]` is one of `values`. */
+  readonly metaMatch: { readonly key: string; readonly values: readonly string[] } | undefined;
+}
+
+/** The result of parsing one health answer. */
+export interface ParsedHealth {
+  readonly workers: WorkerCandidate[];
+  /** Entries dropped because they were unusable (not counting healthy-filtering). */
+  readonly rejected: number;
+  /** Entries dropped by the status policy, maintenance or the meta filter. */
+  readonly filtered: number;
+}
+
+type Json = Record<string, unknown>;
+
+const MAINTENANCE_CHECK = /^(_service_maintenance:|_node_maintenance$)/;
+const SCHEME = /^[a-z][a-z0-9+.-]*$/;
+/** RFC 1123 host names (labels of letters, digits and hyphens), optionally fully qualified. */
+const HOSTNAME =
+  /^(?=.{1,253}\.?$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Parses the raw body. Throws `ERR_CONSUL_MALFORMED` only when the body as a whole is
+ * unusable (not JSON, not an array); individual bad entries are counted in `rejected`.
+ */
+export function parseHealthBody(body: Buffer | string, policy: ConsulWorkerPolicy): ParsedHealth {
+  let data: unknown;
+  try {
+    data = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
+  } catch (cause) {
+    throw new WorkerResolverError(ErrorCode.CONSUL_MALFORMED, 'Consul health answer is not valid JSON', { cause });
+  }
+  if (!Array.isArray(data)) {
+    throw new WorkerResolverError(
+      ErrorCode.CONSUL_MALFORMED,
+      `Consul health answer is not a JSON array (got ${data === null ? 'null' : typeof data})`,
+    );
+  }
+  const workers: WorkerCandidate[] = [];
+  let rejected = 0;
+  let filtered = 0;
+  for (const entry of data) {
+    const result = entryToWorker(entry, policy);
+    if (result === 'rejected') rejected += 1;
+    else if (result === 'filtered') filtered += 1;
+    else workers.push(result);
+  }
+  return { workers, rejected, filtered };
+}
+
+/** Aggregated status of an entry's checks, or 'excluded' when it must not receive work. */
+function entryStatus(checks: unknown, includeWarning: boolean): WorkerStatus | 'excluded' | 'rejected' {
+  if (checks === null || checks === undefined) return 'passing';
+  if (!Array.isArray(checks)) return 'rejected';
+  let status: WorkerStatus = 'passing';
+  for (const check of checks) {
+    if (!isObject(check)) return 'rejected';
+    const id = str(check['CheckID']) ?? '';
+    // Maintenance is how operators drain a worker: excluded even if some client-side policy
+    // would otherwise accept its (critical) check.
+    if (MAINTENANCE_CHECK.test(id)) return 'excluded';
+    const s = check['Status'];
+    if (s === 'passing') continue;
+    if (s === 'warning' && includeWarning) {
+      status = 'warning';
+      continue;
+    }
+    return 'excluded';
+  }
+  return status;
+}
+
+/** Formats `host` for a URL authority: IPv6 in brackets, lower case. Undefined if not a valid host. */
+export function urlHost(host: string): string | undefined {
+  const trimmed = host.trim();
+  if (trimmed.length === 0) return undefined;
+  const bare = trimmed.startsWith('[') && trimmed.endsWith(']') ? trimmed.slice(1, -1) : trimmed;
+  const family = isIP(bare);
+  if (family === 6) return `[${bare.toLowerCase()}]`;
+  if (family === 4) return bare;
+  // A zone id (fe80::1%eth0) is not representable in a URL; isIP accepts it, so it lands here.
+  return HOSTNAME.test(bare) ? bare.toLowerCase().replace(/\.$/, '') : undefined;
+}
+
+function validPort(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65535 ? value : undefined;
+}
+
+interface Endpoint {
+  readonly host: string;
+  readonly port: unknown;
+}
+
+/** DESIGN §4.1 address order: tagged address (service, then node), Service.Address, Node.Address. */
+function chooseEndpoint(node: Json, service: Json, tagged: string | undefined): Endpoint | undefined {
+  const servicePort = service['Port'];
+  if (tagged !== undefined) {
+    const serviceTagged = service['TaggedAddresses'];
+    if (isObject(serviceTagged)) {
+      const t = serviceTagged[tagged];
+      if (isObject(t) && typeof t['Address'] === 'string' && t['Address'] !== '') {
+        return { host: t['Address'], port: t['Port'] ?? servicePort };
+      }
+    }
+    const nodeTagged = node['TaggedAddresses'];
+    if (isObject(nodeTagged)) {
+      const t = nodeTagged[tagged];
+      if (typeof t === 'string' && t !== '') return { host: t, port: servicePort };
+    }
+  }
+  const serviceAddress = str(service['Address']);
+  if (serviceAddress !== undefined && serviceAddress !== '') return { host: serviceAddress, port: servicePort };
+  const nodeAddress = str(node['Address']);
+  if (nodeAddress !== undefined && nodeAddress !== '') return { host: nodeAddress, port: servicePort };
+  return undefined;
+}
+
+function stringMap(value: unknown): Record<string, string> | undefined {
+  if (value === null || value === undefined) return {};
+  if (!isObject(value)) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string') return undefined;
+    out[k] = v;
+  }
+  return out;
+}
+
+function stringList(value: unknown): string[] | undefined {
+  if (value === null || value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((t) => typeof t === 'string')) return undefined;
+  return value as string[];
+}
+
+function weightOf(service: Json, status: WorkerStatus): number {
+  const weights = service['Weights'];
+  if (!isObject(weights)) return 1;
+  const w = status === 'warning' ? weights['Warning'] : weights['Passing'];
+  return typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : 1;
+}
+
+function entryToWorker(entry: unknown, policy: ConsulWorkerPolicy): WorkerCandidate | 'rejected' | 'filtered' {
+  if (!isObject(entry)) return 'rejected';
+  const node = entry['Node'];
+  const service = entry['Service'];
+  if (!isObject(node) || !isObject(service)) return 'rejected';
+  const id = str(service['ID']);
+  const nodeName = str(node['Node']);
+  const tags = stringList(service['Tags']);
+  const meta = stringMap(service['Meta']);
+  if (id === undefined || id === '' || nodeName === undefined || tags === undefined || meta === undefined) {
+    return 'rejected';
+  }
+
+  const status = entryStatus(entry['Checks'], policy.includeWarning);
+  if (status === 'rejected') return 'rejected';
+  if (status === 'excluded') return 'filtered';
+  if (policy.metaMatch !== undefined) {
+    const value = meta[policy.metaMatch.key];
+    if (value === undefined || !policy.metaMatch.values.includes(value)) return 'filtered';
+  }
+
+  const endpoint = chooseEndpoint(node, service, policy.taggedAddress);
+  if (endpoint === undefined) return 'rejected';
+  const host = urlHost(endpoint.host);
+  const port = validPort(endpoint.port);
+  if (host === undefined || port === undefined) return 'rejected';
+
+  const metaScheme = policy.schemeMetaKey === undefined ? undefined : meta[policy.schemeMetaKey]?.toLowerCase();
+  const scheme = metaScheme !== undefined && SCHEME.test(metaScheme) ? metaScheme : policy.scheme;
+
+  return {
+    url: `${scheme}://${host}:${port}`,
+    id,
+    node: nodeName,
+    address: host.startsWith('[') ? host.slice(1, -1) : host,
+    port,
+    tags,
+    meta,
+    status,
+    weight: weightOf(service, status),
+  };
+}

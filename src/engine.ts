@@ -1,0 +1,417 @@
+/**
+ * The engine: turns source outcomes into published snapshots (DESIGN §5).
+ *
+ * Concurrency model: everything here runs on the event loop's single thread. Sources call
+ * `onOutcome` from their own async loops; timers (damping, staleness, guard hold, no-contact
+ * failover) call back in. No method awaits between reading and writing state, so each
+ * callback sees and leaves a consistent state; the published snapshot is replaced by one
+ * assignment, which is what makes `getUrls()` safe without locks.
+ *
+ * Rules, in the order they apply to an answer:
+ *  - Only the *active* source drives the snapshot: Consul normally, DNS while failed over
+ *    (or when it is the only dynamic source). Other answers are remembered for later.
+ *  - Last-known-good: a failure never changes the worker set.
+ *  - Mass-failure guard: a set smaller than `threshold` × the last good set is held back for
+ *    `holdMs` (flagged `guarded`), then accepted if the source still insists.
+ *  - Damping: at most one publish per `minPublishIntervalMs`; later states replace pending
+ *    ones, and the pending state is always published when the interval ends.
+ */
+import type { Clock, TimerHandle } from './clock.js';
+import type { Logger, ResolverObserver } from './events.js';
+import { EMPTY_SNAPSHOT, buildWorkerSet, diffWorkers, isEmptyDiff, makeSnapshot } from './snapshot.js';
+import type { Worker, WorkerSnapshot } from './snapshot.js';
+import type { Source, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
+
+/** Mass-failure guard settings. */
+export interface GuardConfig {
+  /** Hold the last good set when a source reports fewer than `threshold` × its size (0..1). */
+  readonly threshold: number;
+  /** The guard only applies when the last good set has at least this many workers. */
+  readonly minWorkers: number;
+  /** After this long below the threshold, the smaller set is accepted. */
+  readonly holdMs: number;
+}
+
+/** Fully resolved engine settings. */
+export interface EngineConfig {
+  readonly service: string;
+  /** The Consul source, if configured. */
+  readonly consul: Source | undefined;
+  /** The DNS SRV source, if configured: fallback when Consul is configured, else primary. */
+  readonly dns: Source | undefined;
+  /** Static workers: the only source, or the last resort before any other source answered. */
+  readonly staticWorkers: readonly WorkerCandidate[] | undefined;
+  readonly failoverAfterFailures: number;
+  readonly failoverAfterMs: number | undefined;
+  readonly maxStalenessMs: number;
+  readonly guard: GuardConfig | undefined;
+  readonly minPublishIntervalMs: number;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly observers: readonly ResolverObserver[];
+}
+
+interface Answer {
+  readonly workers: readonly Worker[];
+  readonly index: number | undefined;
+}
+
+interface Pending {
+  readonly source: SourceKind;
+  readonly workers: readonly Worker[];
+  readonly index: number | undefined;
+}
+
+/** Drives the sources and owns the current snapshot. */
+export class Engine {
+  /** The current snapshot; replaced, never mutated. */
+  current: WorkerSnapshot = EMPTY_SNAPSHOT;
+  private readonly config: EngineConfig;
+  private readonly listeners = new Set<(snapshot: WorkerSnapshot) => void>();
+  /** The source whose answers drive the snapshot now. */
+  private active: SourceKind;
+  /** True while failed over from Consul to DNS. */
+  private fallbackActive = false;
+  /** Consecutive Consul failures since its last success. */
+  private consulFailures = 0;
+  /** The last error code of the current failure streak per source (to log transitions only). */
+  private readonly failureStreak = new Map<SourceKind, string>();
+  /** Last successful answer per source, as built workers (an `unchanged` answer reuses it). */
+  private readonly answers = new Map<SourceKind, Answer>();
+  /** Wall-clock time of the last successful answer per source. */
+  private readonly lastContact = new Map<SourceKind, number>();
+  /** Latest state waiting for the damping interval to end; undefined when nothing waits. */
+  private pending: Pending | undefined;
+  private dampTimer: TimerHandle | undefined;
+  /** Monotonic time of the last publish (−∞ before the first). */
+  private lastPublishAt = Number.NEGATIVE_INFINITY;
+  /** Monotonic time since when answers have been below the guard threshold; undefined = guard idle. */
+  private guardSince: number | undefined;
+  private guardTimer: TimerHandle | undefined;
+  private staleTimer: TimerHandle | undefined;
+  private noContactTimer: TimerHandle | undefined;
+  /** Stop of the DNS source after a failback; awaited by close(). */
+  private stopping: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly sink = { onOutcome: (outcome: SourceOutcome): void => this.onOutcome(outcome) };
+
+  constructor(config: EngineConfig) {
+    this.config = config;
+    this.active = config.consul !== undefined ? 'consul' : config.dns !== undefined ? 'dns' : 'static';
+  }
+
+  /** Starts the sources (or publishes the static set when it is the only source). */
+  start(): void {
+    const { consul, dns, staticWorkers } = this.config;
+    if (consul !== undefined) {
+      consul.start(this.sink);
+      this.armNoContactTimer();
+    } else if (dns !== undefined) {
+      dns.start(this.sink);
+    } else if (staticWorkers !== undefined) {
+      const set = buildWorkerSet(staticWorkers);
+      this.schedulePublish({ source: 'static', workers: set.workers, index: undefined });
+    }
+  }
+
+  /** Registers a listener called after each publish; returns its unsubscribe function. */
+  subscribe(listener: (snapshot: WorkerSnapshot) => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Stops every source and timer. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const timer of [this.dampTimer, this.guardTimer, this.staleTimer, this.noContactTimer]) timer?.cancel();
+    this.pending = undefined;
+    this.listeners.clear();
+    await Promise.all([this.config.consul?.stop(), this.config.dns?.stop(), this.stopping]);
+  }
+
+  private emit<K extends keyof ResolverObserver>(
+    name: K,
+    event: Parameters<NonNullable<ResolverObserver[K]>>[0],
+  ): void {
+    for (const observer of this.config.observers) {
+      try {
+        (observer[name] as ((e: typeof event) => void) | undefined)?.call(observer, event);
+      } catch (err) {
+        this.config.logger.error(`worker-resolver observer ${name} threw; ignoring`, { error: String(err) });
+      }
+    }
+  }
+
+  private onOutcome(outcome: SourceOutcome): void {
+    if (this.closed) return;
+    const { service, logger } = this.config;
+    const source = outcome.source;
+    let rejected = 0;
+    if (outcome.ok) {
+      if (!outcome.unchanged) {
+        const set = buildWorkerSet(outcome.workers);
+        rejected = outcome.rejected + set.rejected;
+        this.answers.set(source, { workers: set.workers, index: outcome.index });
+      } else {
+        const previous = this.answers.get(source);
+        if (previous !== undefined) this.answers.set(source, { ...previous, index: outcome.index });
+      }
+      this.lastContact.set(source, this.config.clock.now());
+      const streak = this.failureStreak.get(source);
+      if (streak !== undefined) {
+        this.failureStreak.delete(source);
+        logger.info(`worker-resolver: ${source} answers again for service "${service}"`, { source, service });
+      }
+    }
+    this.emit('onRefresh', { service, outcome, rejected, active: this.active === source });
+
+    if (!outcome.ok) {
+      this.onFailure(outcome.source, outcome.error.code, outcome.error.message);
+    } else if (source === 'consul') {
+      this.consulFailures = 0;
+      this.armNoContactTimer();
+      if (this.fallbackActive) this.failback();
+    }
+    if (outcome.ok && source === this.active) this.apply(source);
+    this.refreshStale();
+  }
+
+  private onFailure(source: SourceKind, code: string, message: string): void {
+    const { logger, service } = this.config;
+    if (this.failureStreak.get(source) !== code) {
+      this.failureStreak.set(source, code);
+      const log = code === 'ERR_CONSUL_ACL' ? logger.error.bind(logger) : logger.warn.bind(logger);
+      log(`worker-resolver: ${source} request failed for service "${service}": ${message}`, { source, service, code });
+    }
+    if (source === 'consul') {
+      this.consulFailures += 1;
+      if (this.consulFailures >= this.config.failoverAfterFailures) this.failover('consul-failures');
+    }
+    this.maybeLastResort();
+  }
+
+  private failover(reason: string): void {
+    const dns = this.config.dns;
+    if (this.fallbackActive || dns === undefined || this.config.consul === undefined) return;
+    this.fallbackActive = true;
+    this.active = 'dns';
+    this.config.logger.warn(`worker-resolver: failing over from consul to dns for service "${this.config.service}"`, {
+      reason,
+      service: this.config.service,
+    });
+    this.emit('onFailover', { service: this.config.service, from: 'consul', to: 'dns', reason });
+    dns.start(this.sink);
+  }
+
+  private failback(): void {
+    this.fallbackActive = false;
+    this.active = 'consul';
+    this.config.logger.info(
+      `worker-resolver: consul is back; failing back from dns for service "${this.config.service}"`,
+      {
+        service: this.config.service,
+      },
+    );
+    this.emit('onFailover', { service: this.config.service, from: 'dns', to: 'consul', reason: 'consul-recovered' });
+    const dns = this.config.dns;
+    if (dns !== undefined) {
+      const stopped = dns.stop();
+      this.stopping = Promise.all([this.stopping, stopped]).then(() => undefined);
+    }
+    // DNS answers do not count as contact for a Consul snapshot.
+    this.answers.delete('dns');
+  }
+
+  /** Before anything was published, static workers stand in once every dynamic source has failed. */
+  private maybeLastResort(): void {
+    const { staticWorkers, consul, dns } = this.config;
+    if (staticWorkers === undefined || this.current.version > 0 || this.pending !== undefined) return;
+    const consulDown = consul === undefined || this.consulFailures >= this.config.failoverAfterFailures;
+    const dnsDown = dns === undefined || (this.failureStreak.has('dns') && !this.answers.has('dns'));
+    if (!consulDown || !dnsDown) return;
+    const set = buildWorkerSet(staticWorkers);
+    this.emit('onFailover', { service: this.config.service, from: this.active, to: 'static', reason: 'last-resort' });
+    this.schedulePublish({ source: 'static', workers: set.workers, index: undefined });
+  }
+
+  /** Applies the active source's latest answer to the snapshot (guard, then damping). */
+  private apply(source: SourceKind): void {
+    const answer = this.answers.get(source);
+    if (answer === undefined) return;
+    const published = this.current;
+    const intended = this.pending ?? {
+      source: published.source,
+      workers: published.workers,
+      index: published.consulIndex,
+    };
+    const sameAsIntended = intended.source === source && isEmptyDiff(diffWorkers(intended.workers, answer.workers));
+    if (published.version > 0 && sameAsIntended && this.pending === undefined) {
+      this.clearGuard(answer.workers.length);
+      this.touch(answer.index);
+      return;
+    }
+    if (this.guardHolds(answer.workers.length)) return;
+    this.schedulePublish({ source, workers: answer.workers, index: answer.index });
+  }
+
+  /** True while the guard keeps the last good set; starts, and ends, the guard as needed. */
+  private guardHolds(reported: number): boolean {
+    const guard = this.config.guard;
+    const kept = this.current.workers.length;
+    const now = this.config.clock.monotonic();
+    if (
+      guard === undefined ||
+      this.current.version === 0 ||
+      kept < guard.minWorkers ||
+      reported >= guard.threshold * kept
+    ) {
+      this.clearGuard(reported);
+      return false;
+    }
+    if (this.guardSince === undefined) {
+      this.guardSince = now;
+      this.config.logger.warn(
+        `worker-resolver: mass-failure guard holds ${kept} workers of service "${this.config.service}": source reports only ${reported}`,
+        { kept, reported, service: this.config.service },
+      );
+      this.replaceCurrent({ guarded: true });
+      this.emit('onGuardChange', { service: this.config.service, active: true, reported, kept });
+      this.guardTimer = this.config.clock.setTimeout(() => {
+        this.guardTimer = undefined;
+        this.apply(this.active);
+      }, guard.holdMs);
+      return true;
+    }
+    if (now - this.guardSince < guard.holdMs) return true;
+    this.config.logger.warn(`worker-resolver: mass-failure guard expired; accepting ${reported} workers`, {
+      reported,
+      service: this.config.service,
+    });
+    this.clearGuard(reported);
+    return false;
+  }
+
+  private clearGuard(reported: number): void {
+    if (this.guardSince === undefined) return;
+    this.guardSince = undefined;
+    this.guardTimer?.cancel();
+    this.guardTimer = undefined;
+    const kept = this.current.workers.length;
+    this.replaceCurrent({ guarded: false });
+    this.emit('onGuardChange', { service: this.config.service, active: false, reported, kept });
+  }
+
+  private schedulePublish(next: Pending): void {
+    this.pending = next;
+    if (this.dampTimer !== undefined) return;
+    const wait = this.lastPublishAt + this.config.minPublishIntervalMs - this.config.clock.monotonic();
+    if (wait <= 0) {
+      this.flush();
+      return;
+    }
+    this.dampTimer = this.config.clock.setTimeout(() => {
+      this.dampTimer = undefined;
+      this.flush();
+    }, wait);
+  }
+
+  private flush(): void {
+    const next = this.pending;
+    this.pending = undefined;
+    if (next === undefined || this.closed) return;
+    const previous = this.current;
+    const diff = diffWorkers(previous.workers, next.workers);
+    if (previous.version > 0 && previous.source === next.source && isEmptyDiff(diff)) {
+      this.touch(next.index);
+      return;
+    }
+    const clock = this.config.clock;
+    const contact = this.lastContact.get(next.source) ?? clock.now();
+    this.current = makeSnapshot({
+      version: previous.version + 1,
+      source: next.source,
+      workers: next.workers,
+      updatedAt: clock.now(),
+      lastContactAt: next.source === 'static' ? clock.now() : contact,
+      stale: false,
+      guarded: this.guardSince !== undefined,
+      consulIndex: next.source === 'consul' ? next.index : undefined,
+    });
+    this.lastPublishAt = clock.monotonic();
+    this.emit('onPublish', { service: this.config.service, snapshot: this.current, previous, diff });
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(this.current);
+      } catch (err) {
+        this.config.logger.error('worker-resolver subscriber threw; ignoring', { error: String(err) });
+      }
+    }
+    if (previous.stale)
+      this.emit('onStaleChange', { service: this.config.service, stale: false, snapshot: this.current });
+    this.refreshStale();
+  }
+
+  /** Records contact without a publish: same version, same arrays, fresh metadata. */
+  private touch(index: number | undefined): void {
+    const source = this.current.source;
+    this.replaceCurrent({
+      lastContactAt: this.lastContact.get(source) ?? this.current.lastContactAt,
+      ...(source === 'consul' && index !== undefined ? { consulIndex: index } : {}),
+    });
+  }
+
+  private replaceCurrent(
+    change: Partial<Pick<WorkerSnapshot, 'stale' | 'guarded' | 'lastContactAt' | 'consulIndex'>>,
+  ): void {
+    const c = this.current;
+    if (c.version === 0) return;
+    this.current = makeSnapshot({
+      version: c.version,
+      source: c.source,
+      workers: c.workers,
+      urls: c.urls,
+      updatedAt: c.updatedAt,
+      lastContactAt: change.lastContactAt ?? c.lastContactAt,
+      stale: change.stale ?? c.stale,
+      guarded: change.guarded ?? c.guarded,
+      consulIndex: change.consulIndex ?? c.consulIndex,
+    });
+  }
+
+  /** Recomputes the stale flag and re-arms the timer that will flip it. */
+  private refreshStale(): void {
+    const c = this.current;
+    if (c.version === 0 || c.source === 'static' || this.closed) return;
+    const clock = this.config.clock;
+    const lastContact = this.lastContact.get(c.source) ?? c.lastContactAt;
+    const age = clock.now() - lastContact;
+    const stale = age > this.config.maxStalenessMs;
+    if (stale !== c.stale) {
+      this.replaceCurrent({ stale, lastContactAt: lastContact });
+      this.config.logger.warn(
+        stale
+          ? `worker-resolver: snapshot of service "${this.config.service}" is stale (no answer from ${c.source} for ${Math.round(age / 1000)}s)`
+          : `worker-resolver: snapshot of service "${this.config.service}" is fresh again`,
+        { service: this.config.service, source: c.source },
+      );
+      this.emit('onStaleChange', { service: this.config.service, stale, snapshot: this.current });
+    }
+    this.staleTimer?.cancel();
+    this.staleTimer = stale
+      ? undefined
+      : clock.setTimeout(() => this.refreshStale(), this.config.maxStalenessMs - age + 1);
+  }
+
+  private armNoContactTimer(): void {
+    const ms = this.config.failoverAfterMs;
+    if (ms === undefined || this.closed) return;
+    this.noContactTimer?.cancel();
+    this.noContactTimer = this.config.clock.setTimeout(() => {
+      this.noContactTimer = undefined;
+      this.failover('consul-no-contact');
+    }, ms);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * What the engine tells the outside world. Metrics, tracing, logging and the sidecar
+ * subscribe through a {@link ResolverObserver}; sources never see observers. Observer
+ * callbacks run synchronously on the engine's turn and must be cheap; an observer that
+ * throws is isolated (logged once per event, never breaks the engine).
+ */
+import type { WorkerDiff, WorkerSnapshot } from './snapshot.js';
+import type { SourceKind, SourceOutcome } from './source.js';
+
+/** One completed source request (success or failure). */
+export interface RefreshEvent {
+  readonly service: string;
+  readonly outcome: SourceOutcome;
+  /** Entries of this answer that could not become workers (bad address, bad port, bad URL). */
+  readonly rejected: number;
+  /** True if this source's answers currently drive the snapshot. */
+  readonly active: boolean;
+}
+
+/** A new snapshot version was published. */
+export interface PublishEvent {
+  readonly service: string;
+  readonly snapshot: WorkerSnapshot;
+  readonly previous: WorkerSnapshot;
+  readonly diff: WorkerDiff;
+}
+
+/** The engine switched the source that drives the snapshot. */
+export interface FailoverEvent {
+  readonly service: string;
+  readonly from: SourceKind;
+  readonly to: SourceKind;
+  /** Why: `consul-failures`, `consul-no-contact`, `consul-recovered`, `last-resort`. */
+  readonly reason: string;
+}
+
+/** The snapshot became stale, or fresh again. */
+export interface StaleEvent {
+  readonly service: string;
+  readonly stale: boolean;
+  readonly snapshot: WorkerSnapshot;
+}
+
+/** The mass-failure guard started or stopped holding the last good set. */
+export interface GuardEvent {
+  readonly service: string;
+  readonly active: boolean;
+  /** Workers the source reports now. */
+  readonly reported: number;
+  /** Workers in the set being held (the last good set). */
+  readonly kept: number;
+}
+
+/** Subscribes to engine events. Every callback is optional. */
+export interface ResolverObserver {
+  onRefresh?(event: RefreshEvent): void;
+  onPublish?(event: PublishEvent): void;
+  onFailover?(event: FailoverEvent): void;
+  onStaleChange?(event: StaleEvent): void;
+  onGuardChange?(event: GuardEvent): void;
+}
+
+/**
+ * A structured logger. Shaped so `console`, pino (`logger.child(...)` bound with a small
+ * adapter) and winston fit: a message and an optional record of fields. Fields never
+ * contain secrets.
+ */
+export interface Logger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}

@@ -1,0 +1,228 @@
+/**
+ * The resolvers: `createWorkerResolver` (discovering: Consul, DNS SRV, static) and
+ * {@link StaticWorkerResolver}. Both implement DataFusion's `WorkerResolver` contract:
+ * `getUrls()` is synchronous, O(1), allocation-free and never throws.
+ */
+import { debuglog } from 'node:util';
+import { ErrorCode, WorkerResolverError } from './errors.js';
+import { Engine } from './engine.js';
+import type { Logger } from './events.js';
+import {
+  defaultMaxStalenessMs,
+  numberOption,
+  resolveCommon,
+  resolveConsul,
+  resolveDns,
+  resolveGuard,
+  resolveStatic,
+} from './options.js';
+import type { WorkerResolverOptions } from './options.js';
+import { EMPTY_SNAPSHOT, buildWorkerSet, makeSnapshot } from './snapshot.js';
+import type { WorkerSnapshot } from './snapshot.js';
+import { ConsulSource } from './source-consul.js';
+import { DnsSrvSource } from './source-dns-srv.js';
+
+/** DataFusion's `WorkerResolver` trait, in TypeScript. */
+export interface WorkerResolver {
+  /** The current snapshot's worker URLs: the same frozen array until the next publish. Never blocks, never throws. */
+  getUrls(): readonly URL[];
+}
+
+/** Options of {@link DiscoveringWorkerResolver.ready}. */
+export interface ReadyOptions {
+  /** Reject with `ERR_READY_TIMEOUT` after this many milliseconds. Default: wait forever. */
+  readonly timeoutMs?: number;
+  /** Reject with the signal's reason when it aborts. */
+  readonly signal?: AbortSignal;
+}
+
+/** The resolver returned by {@link createWorkerResolver}. */
+export interface DiscoveringWorkerResolver extends WorkerResolver {
+  /** The service this resolver discovers. */
+  readonly service: string;
+  /** Resolves with the first published snapshot; rejects with `ERR_READY_TIMEOUT` or `ERR_RESOLVER_CLOSED`. */
+  ready(options?: ReadyOptions): Promise<WorkerSnapshot>;
+  /** The whole current snapshot (version 0 and no workers before the first publish). */
+  snapshot(): WorkerSnapshot;
+  /** Calls `listener` after each publish; returns the unsubscribe function. */
+  subscribe(listener: (snapshot: WorkerSnapshot) => void): () => void;
+  /** Stops everything: aborts the in-flight long poll, leaves no timer or socket. Idempotent. */
+  close(): Promise<void>;
+}
+
+const debug = debuglog('worker-resolver');
+
+/** The default logger: silent unless `NODE_DEBUG=worker-resolver`. */
+export const debugLogger: Logger = {
+  debug: (m, f) => debug('%s %j', m, f ?? {}),
+  info: (m, f) => debug('%s %j', m, f ?? {}),
+  warn: (m, f) => debug('%s %j', m, f ?? {}),
+  error: (m, f) => debug('%s %j', m, f ?? {}),
+};
+
+class DiscoveringResolver implements DiscoveringWorkerResolver {
+  readonly service: string;
+  private readonly engine: Engine;
+  /** Settles once; shared by every ready() call. */
+  private readonly firstSnapshot: Promise<WorkerSnapshot>;
+  private rejectFirst: ((err: Error) => void) | undefined;
+  /** The close in progress or done; undefined while open. */
+  private closing: Promise<void> | undefined;
+
+  constructor(service: string, engine: Engine) {
+    this.service = service;
+    this.engine = engine;
+    this.firstSnapshot = new Promise<WorkerSnapshot>((resolve, reject) => {
+      this.rejectFirst = reject;
+      const unsubscribe = engine.subscribe((s) => {
+        unsubscribe();
+        this.rejectFirst = undefined;
+        resolve(s);
+      });
+    });
+    // ready() may never be called; a rejection on close must not become an unhandled one.
+    this.firstSnapshot.catch(() => undefined);
+  }
+
+  getUrls(): readonly URL[] {
+    return this.engine.current.urls;
+  }
+
+  snapshot(): WorkerSnapshot {
+    return this.engine.current;
+  }
+
+  subscribe(listener: (snapshot: WorkerSnapshot) => void): () => void {
+    if (typeof listener !== 'function') throw new TypeError('subscribe(listener): listener must be a function');
+    return this.engine.subscribe(listener);
+  }
+
+  ready(options: ReadyOptions = {}): Promise<WorkerSnapshot> {
+    const timeoutMs = numberOption(
+      options.timeoutMs,
+      'timeoutMs',
+      Number.POSITIVE_INFINITY,
+      0,
+      Number.POSITIVE_INFINITY,
+    );
+    if (this.engine.current.version > 0) return Promise.resolve(this.engine.current);
+    if (this.closing !== undefined) {
+      return Promise.reject(new WorkerResolverError(ErrorCode.RESOLVER_CLOSED, 'the resolver is closed'));
+    }
+    const waiters: Promise<WorkerSnapshot>[] = [this.firstSnapshot];
+    const cleanups: (() => void)[] = [];
+    if (Number.isFinite(timeoutMs)) {
+      waiters.push(
+        new Promise((_, reject) => {
+          const timer = setTimeout(
+            () =>
+              reject(
+                new WorkerResolverError(
+                  ErrorCode.READY_TIMEOUT,
+                  `no worker snapshot for service "${this.service}" within ${timeoutMs} ms`,
+                ),
+              ),
+            timeoutMs,
+          );
+          timer.unref();
+          cleanups.push(() => clearTimeout(timer));
+        }),
+      );
+    }
+    const signal = options.signal;
+    if (signal !== undefined) {
+      waiters.push(
+        new Promise((_, reject) => {
+          const onAbort = (): void => reject(signal.reason as Error);
+          if (signal.aborted) onAbort();
+          signal.addEventListener('abort', onAbort, { once: true });
+          cleanups.push(() => signal.removeEventListener('abort', onAbort));
+        }),
+      );
+    }
+    const race = Promise.race(waiters);
+    void race.finally(() => cleanups.forEach((c) => c())).catch(() => undefined);
+    return race;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.rejectFirst?.(
+        new WorkerResolverError(ErrorCode.RESOLVER_CLOSED, 'the resolver was closed before its first snapshot'),
+      );
+      await this.engine.close();
+    })();
+    return this.closing;
+  }
+}
+
+/**
+ * Creates a discovering resolver and starts it. Throws {@link InvalidOptionError} (a
+ * `TypeError`) synchronously on a bad option; nothing is started in that case.
+ */
+export function createWorkerResolver(options: WorkerResolverOptions): DiscoveringWorkerResolver {
+  const common = resolveCommon(options);
+  const random = options.random;
+  const consul =
+    options.consul === undefined
+      ? undefined
+      : resolveConsul(options.consul, common.service, common.env, common.clock, random);
+  const dns = options.dns === undefined ? undefined : resolveDns(options.dns, common.clock, random);
+  const staticWorkers = options.static === undefined ? undefined : resolveStatic(options.static);
+  const engine = new Engine({
+    service: common.service,
+    consul: consul === undefined ? undefined : new ConsulSource(consul),
+    dns: dns === undefined ? undefined : new DnsSrvSource(dns),
+    staticWorkers,
+    failoverAfterFailures: numberOption(options.failoverAfter, 'failoverAfter', 3, 1, 1_000_000, true),
+    failoverAfterMs:
+      options.failoverAfterMs === undefined
+        ? undefined
+        : numberOption(options.failoverAfterMs, 'failoverAfterMs', 0, 1),
+    maxStalenessMs: numberOption(options.maxStalenessMs, 'maxStalenessMs', defaultMaxStalenessMs(consul), 1),
+    guard: resolveGuard(options.massFailureGuard),
+    minPublishIntervalMs: numberOption(options.minPublishIntervalMs, 'minPublishIntervalMs', 250, 0),
+    clock: common.clock,
+    logger: options.logger ?? debugLogger,
+    observers: [...(options.observers ?? [])],
+  });
+  const resolver = new DiscoveringResolver(common.service, engine);
+  engine.start();
+  return resolver;
+}
+
+/**
+ * A resolver over a fixed list of URLs, for tests and simple setups. Its snapshot is
+ * published at construction (version 1, source `static`).
+ */
+export class StaticWorkerResolver implements WorkerResolver {
+  /** Frozen at construction; never replaced. */
+  private readonly current: WorkerSnapshot;
+
+  /** @throws {InvalidOptionError} when an entry is not an absolute URL with a host. */
+  constructor(urls: readonly (string | URL)[]) {
+    const set = buildWorkerSet(resolveStatic(urls, 'urls'));
+    const now = Date.now();
+    this.current = makeSnapshot({
+      version: 1,
+      source: 'static',
+      workers: set.workers,
+      updatedAt: now,
+      lastContactAt: now,
+      stale: false,
+      guarded: false,
+      consulIndex: undefined,
+    });
+  }
+
+  getUrls(): readonly URL[] {
+    return this.current.urls;
+  }
+
+  /** The fixed snapshot. */
+  snapshot(): WorkerSnapshot {
+    return this.current;
+  }
+}
+
+export { EMPTY_SNAPSHOT };

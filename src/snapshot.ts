@@ -1,0 +1,193 @@
+/**
+ * The immutable worker snapshot: what `getUrls()` and `snapshot()` hand out.
+ *
+ * Invariants (DESIGN §3): a snapshot and everything reachable from it is frozen; workers
+ * are deduplicated by URL and sorted by URL, so equal sets compare equal element by
+ * element; `urls[i]` is `workers[i].url`. The engine swaps snapshots by reference in one
+ * assignment, so a reader never observes a half-built state.
+ */
+import type { SourceKind, WorkerCandidate, WorkerStatus } from './source.js';
+
+/** A worker in a published snapshot. */
+export interface Worker {
+  /** Base URL of the worker (scheme, host, port). Shared with `snapshot.urls`; do not mutate. */
+  readonly url: URL;
+  /** Stable instance id (Consul `Service.ID`; `target:port` for DNS; the URL for static). */
+  readonly id: string;
+  /** Consul node name, or the SRV target for DNS. */
+  readonly node: string;
+  /** Host part of the URL without brackets. */
+  readonly address: string;
+  /** TCP port. */
+  readonly port: number;
+  /** Service tags (Consul only). */
+  readonly tags: readonly string[];
+  /** Service meta (Consul only). */
+  readonly meta: Readonly<Record<string, string>>;
+  /** Aggregated health status. */
+  readonly status: WorkerStatus;
+  /** Relative weight reported by the source (1 when it has none). */
+  readonly weight: number;
+}
+
+/** An immutable, versioned view of the healthy workers. */
+export interface WorkerSnapshot {
+  /** Starts at 1 with the first publish and grows by exactly 1 per publish. 0 = nothing published yet. */
+  readonly version: number;
+  /** The source whose answer these workers came from. */
+  readonly source: SourceKind;
+  /** The workers, sorted by URL. */
+  readonly workers: readonly Worker[];
+  /** `workers.map(w => w.url)`, precomputed: `getUrls()` returns this very array. */
+  readonly urls: readonly URL[];
+  /** When this worker set was published (epoch milliseconds). */
+  readonly updatedAt: number;
+  /** When the snapshot's source last answered successfully (epoch milliseconds; 0 = never). */
+  readonly lastContactAt: number;
+  /** True when the source has not answered for longer than `maxStalenessMs`. The workers are still the last good ones. */
+  readonly stale: boolean;
+  /**
+   * True while the mass-failure guard holds this set although the source reports far fewer
+   * workers (see `massFailureGuard`).
+   */
+  readonly guarded: boolean;
+  /** Consul's `X-Consul-Index` of the answer behind this set (Consul source only). */
+  readonly consulIndex?: number;
+}
+
+/** The snapshot before anything was published: version 0, no workers, never throws on read. */
+export const EMPTY_SNAPSHOT: WorkerSnapshot = Object.freeze({
+  version: 0,
+  source: 'static',
+  workers: Object.freeze([]) as readonly Worker[],
+  urls: Object.freeze([]) as readonly URL[],
+  updatedAt: 0,
+  lastContactAt: 0,
+  stale: false,
+  guarded: false,
+});
+
+/** A worker set computed from a source answer, not yet published. */
+export interface WorkerSet {
+  readonly workers: readonly Worker[];
+  /** Candidates dropped because their URL did not parse. */
+  readonly rejected: number;
+}
+
+/**
+ * Turns source candidates into frozen, deduplicated, URL-sorted workers. The URL is parsed
+ * once here; a candidate whose URL does not parse is counted in `rejected`, never thrown.
+ * On duplicate URLs the candidate with the smallest id wins, so the result does not depend
+ * on the order the source listed them in.
+ */
+export function buildWorkerSet(candidates: readonly WorkerCandidate[]): WorkerSet {
+  const byHref = new Map<string, Worker>();
+  let rejected = 0;
+  for (const candidate of candidates) {
+    let url: URL;
+    try {
+      url = new URL(candidate.url);
+    } catch {
+      rejected += 1;
+      continue;
+    }
+    const existing = byHref.get(url.href);
+    if (existing !== undefined && existing.id <= candidate.id) continue;
+    byHref.set(url.href, freezeWorker(url, candidate));
+  }
+  const hrefs = [...byHref.keys()].sort();
+  const workers = hrefs.map((href) => byHref.get(href) as Worker);
+  return { workers: Object.freeze(workers), rejected };
+}
+
+function freezeWorker(url: URL, c: WorkerCandidate): Worker {
+  return Object.freeze({
+    url: Object.freeze(url),
+    id: c.id,
+    node: c.node,
+    address: c.address,
+    port: c.port,
+    tags: Object.freeze([...c.tags]),
+    meta: Object.freeze({ ...c.meta }),
+    status: c.status,
+    weight: c.weight,
+  });
+}
+
+/** The identity of a worker for change detection: every published field. */
+function workerKey(w: Worker): string {
+  const meta = Object.keys(w.meta)
+    .sort()
+    .map((k) => [k, w.meta[k]]);
+  return JSON.stringify([w.url.href, w.id, w.node, w.status, w.weight, w.tags, meta]);
+}
+
+/** What changed between two worker sets, by URL. */
+export interface WorkerDiff {
+  /** Workers whose URL is new. */
+  readonly added: readonly Worker[];
+  /** Workers whose URL is gone. */
+  readonly removed: readonly Worker[];
+  /** Workers whose URL stayed but whose id, tags, meta, status or weight changed. */
+  readonly updated: readonly Worker[];
+}
+
+/** Diffs two URL-sorted worker lists in one linear merge pass. */
+export function diffWorkers(before: readonly Worker[], after: readonly Worker[]): WorkerDiff {
+  const added: Worker[] = [];
+  const removed: Worker[] = [];
+  const updated: Worker[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length || j < after.length) {
+    const b = before[i];
+    const a = after[j];
+    if (a === undefined || (b !== undefined && b.url.href < a.url.href)) {
+      removed.push(b as Worker);
+      i += 1;
+    } else if (b === undefined || a.url.href < b.url.href) {
+      added.push(a);
+      j += 1;
+    } else {
+      if (workerKey(a) !== workerKey(b)) updated.push(a);
+      i += 1;
+      j += 1;
+    }
+  }
+  return { added, removed, updated };
+}
+
+/** True if the diff is empty. */
+export function isEmptyDiff(diff: WorkerDiff): boolean {
+  return diff.added.length === 0 && diff.removed.length === 0 && diff.updated.length === 0;
+}
+
+/** Fields of a snapshot that the engine sets; `urls` is derived. */
+export interface SnapshotFields {
+  readonly version: number;
+  readonly source: SourceKind;
+  readonly workers: readonly Worker[];
+  readonly updatedAt: number;
+  readonly lastContactAt: number;
+  readonly stale: boolean;
+  readonly guarded: boolean;
+  readonly consulIndex: number | undefined;
+  /** Reuse this frozen URL array when the workers are unchanged (keeps `getUrls()` identity stable). */
+  readonly urls?: readonly URL[];
+}
+
+/** Creates a frozen snapshot. */
+export function makeSnapshot(fields: SnapshotFields): WorkerSnapshot {
+  const urls = fields.urls ?? Object.freeze(fields.workers.map((w) => w.url));
+  const base = {
+    version: fields.version,
+    source: fields.source,
+    workers: fields.workers,
+    urls,
+    updatedAt: fields.updatedAt,
+    lastContactAt: fields.lastContactAt,
+    stale: fields.stale,
+    guarded: fields.guarded,
+  };
+  return Object.freeze(fields.consulIndex === undefined ? base : { ...base, consulIndex: fields.consulIndex });
+}

@@ -1,0 +1,197 @@
+/**
+ * The Consul source: a blocking-query loop on `GET /v1/health/service/:service`.
+ *
+ * The loop follows Consul's documented blocking-query rules
+ * (https://developer.hashicorp.com/consul/api-docs/features/blocking):
+ *  1. The next `index` is the last `X-Consul-Index`.
+ *  2. If the index goes backwards (a restart, a snapshot restore), reset it to 0: the next
+ *     request answers at once and the loop starts over from the current state.
+ *  3. If the index is < 1, use 1, so a buggy 0 never turns blocking into a busy loop.
+ *  4. An unchanged index means nothing changed: the answer is reported as `unchanged` and
+ *     not even parsed.
+ *  5. The client timeout exceeds `wait + wait/16` (Consul adds up to wait/16 of jitter) plus
+ *     a margin, so a healthy long poll is never cut by our own timer.
+ *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
+ *     degrades to bounded polling, not a hot loop.
+ * Errors back off exponentially with full jitter; a 429 waits at least its `Retry-After`;
+ * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
+ * adds load. The loop never throws: each request ends in exactly one outcome for the sink.
+ */
+import { Backoff } from './backoff.js';
+import type { Clock } from './clock.js';
+import { sleep } from './clock.js';
+import { ConsulHealthClient } from './consul-client.js';
+import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
+import { parseHealthBody } from './consul-health.js';
+import type { ConsulWorkerPolicy } from './consul-health.js';
+import { ErrorCode, WorkerResolverError } from './errors.js';
+import type { Source, SourceSink } from './source.js';
+import { TokenBucket } from './token-bucket.js';
+
+/** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
+export interface ConsulSourceConfig {
+  readonly client: ConsulClientConfig;
+  readonly query: HealthQuery;
+  readonly policy: ConsulWorkerPolicy;
+  /** Blocking wait sent to Consul, in milliseconds (≤ 10 min). */
+  readonly waitMs: number;
+  /** Added to `wait + wait/16` to form the client timeout, in milliseconds. */
+  readonly timeoutMarginMs: number;
+  /** Client timeout of a non-blocking request (the first one, and after an index reset). */
+  readonly requestTimeoutMs: number;
+  readonly rateLimit: { readonly ratePerSecond: number; readonly burst: number };
+  readonly backoff: { readonly baseMs: number; readonly capMs: number };
+  /** Minimum delay after a 403, in milliseconds. */
+  readonly aclRetryMs: number;
+  readonly clock: Clock;
+  readonly random?: () => number;
+}
+
+/** The client timeout for a blocking request with this wait: wait + wait/16 + margin. */
+export function blockingTimeoutMs(waitMs: number, marginMs: number): number {
+  return Math.ceil(waitMs + waitMs / 16 + marginMs);
+}
+
+/** Applies rules 2 and 3 above: the index to send next, given the previous and the answered index. */
+export function nextIndex(previous: number, answered: number): number {
+  const sane = answered < 1 ? 1 : answered;
+  return sane < previous ? 0 : sane;
+}
+
+/** Long-polls Consul health for one service. */
+export class ConsulSource implements Source {
+  readonly kind = 'consul' as const;
+  private readonly config: ConsulSourceConfig;
+  /** Present only while running; replaced on each start (a stopped client cannot be reused). */
+  private client: ConsulHealthClient | undefined;
+  /** Aborts the running loop's request and sleeps; undefined while stopped. */
+  private abort: AbortController | undefined;
+  /** Settles when the running loop has fully exited; undefined while stopped. */
+  private loop: Promise<void> | undefined;
+
+  constructor(config: ConsulSourceConfig) {
+    this.config = config;
+  }
+
+  start(sink: SourceSink): void {
+    if (this.abort !== undefined) return;
+    const abort = new AbortController();
+    this.abort = abort;
+    this.client = new ConsulHealthClient(this.config.client);
+    this.loop = this.run(this.client, sink, abort.signal);
+  }
+
+  async stop(): Promise<void> {
+    const abort = this.abort;
+    const loop = this.loop;
+    const client = this.client;
+    this.abort = undefined;
+    this.loop = undefined;
+    this.client = undefined;
+    if (abort === undefined) return;
+    abort.abort();
+    await loop;
+    client?.destroy();
+  }
+
+  private async run(client: ConsulHealthClient, sink: SourceSink, signal: AbortSignal): Promise<void> {
+    const { clock, waitMs } = this.config;
+    const bucket = new TokenBucket({ ...this.config.rateLimit, clock });
+    const backoff = new Backoff({
+      ...this.config.backoff,
+      ...(this.config.random ? { random: this.config.random } : {}),
+    });
+    let index = 0;
+    while (!signal.aborted) {
+      const pace = bucket.take();
+      if (pace > 0 && !(await sleep(clock, pace, signal))) return;
+
+      const blocking = index > 0;
+      const timeoutMs = blocking
+        ? blockingTimeoutMs(waitMs, this.config.timeoutMarginMs)
+        : this.config.requestTimeoutMs;
+      const started = clock.monotonic();
+      let response;
+      try {
+        response = await client.healthService(this.config.query, { index, waitMs, timeoutMs, signal });
+      } catch (err) {
+        if (signal.aborted) return;
+        const error =
+          err instanceof WorkerResolverError
+            ? err
+            : new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request failed', { cause: err });
+        const retryInMs = this.retryDelay(error, backoff);
+        sink.onOutcome({
+          ok: false,
+          source: 'consul',
+          error,
+          durationMs: clock.monotonic() - started,
+          blocking,
+          retryInMs,
+        });
+        if (!(await sleep(clock, retryInMs, signal))) return;
+        continue;
+      }
+      if (signal.aborted) return;
+      const durationMs = clock.monotonic() - started;
+
+      if (response.index === undefined) {
+        // Without an index the loop cannot block; treat the answer as malformed rather than
+        // silently degrading to a hot poll.
+        const error = new WorkerResolverError(
+          ErrorCode.CONSUL_MALFORMED,
+          'Consul answer has no valid X-Consul-Index header',
+        );
+        const retryInMs = backoff.next();
+        sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
+        if (!(await sleep(clock, retryInMs, signal))) return;
+        continue;
+      }
+
+      if (blocking && Math.max(1, response.index) === index) {
+        backoff.reset();
+        sink.onOutcome({
+          ok: true,
+          source: 'consul',
+          workers: [],
+          rejected: 0,
+          index,
+          unchanged: true,
+          durationMs,
+          blocking,
+        });
+        continue;
+      }
+
+      let parsed;
+      try {
+        parsed = parseHealthBody(response.body, this.config.policy);
+      } catch (err) {
+        const error = err as WorkerResolverError;
+        const retryInMs = backoff.next();
+        sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
+        if (!(await sleep(clock, retryInMs, signal))) return;
+        continue;
+      }
+      backoff.reset();
+      sink.onOutcome({
+        ok: true,
+        source: 'consul',
+        workers: parsed.workers,
+        rejected: parsed.rejected,
+        index: response.index,
+        unchanged: false,
+        durationMs,
+        blocking,
+      });
+      index = nextIndex(index, response.index);
+    }
+  }
+
+  private retryDelay(error: WorkerResolverError, backoff: Backoff): number {
+    const delay = backoff.next();
+    if (error.code === ErrorCode.CONSUL_RATE_LIMITED) return Math.max(delay, error.retryAfterMs ?? 0);
+    if (error.code === ErrorCode.CONSUL_ACL) return Math.max(delay, this.config.aclRetryMs);
+    return delay;
+  }
+}
