@@ -109,10 +109,11 @@ export function urlHost(host: string): string | undefined {
   const trimmed = host.trim();
   if (trimmed.length === 0) return undefined;
   const bare = trimmed.startsWith('[') && trimmed.endsWith(']') ? trimmed.slice(1, -1) : trimmed;
+  // A zone id (fe80::1%eth0) is not representable in a URL authority.
+  if (bare.includes('%')) return undefined;
   const family = isIP(bare);
   if (family === 6) return `[${bare.toLowerCase()}]`;
   if (family === 4) return bare;
-  // A zone id (fe80::1%eth0) is not representable in a URL; isIP accepts it, so it lands here.
   return HOSTNAME.test(bare) ? bare.toLowerCase().replace(/\.$/, '') : undefined;
 }
 
@@ -163,7 +164,7 @@ function stringMap(value: unknown): Record<string, string> | undefined {
 function stringList(value: unknown): string[] | undefined {
   if (value === null || value === undefined) return [];
   if (!Array.isArray(value) || !value.every((t) => typeof t === 'string')) return undefined;
-  return value as string[];
+  return value;
 }
 
 function weightOf(service: Json, status: WorkerStatus): number {

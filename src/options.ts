@@ -132,6 +132,17 @@ export interface WorkerResolverOptions {
   readonly random?: () => number;
 }
 
+/** A short, safe rendering of a rejected value for an error message. */
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return value === null ? 'null' : typeof value;
+}
+
+function isStringArray(value: unknown): value is readonly string[] {
+  return Array.isArray(value) && value.every((t) => typeof t === 'string' && t !== '');
+}
+
 function fail(option: string, problem: string): never {
   throw new InvalidOptionError(option, problem);
 }
@@ -162,7 +173,7 @@ export function numberOption(
     value > max ||
     (integer && !Number.isInteger(value))
   ) {
-    fail(option, `must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max} (got ${String(value)})`);
+    fail(option, `must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max} (got ${show(value)})`);
   }
   return value;
 }
@@ -256,10 +267,8 @@ export function resolveConsul(
   if (token !== undefined && (token === '' || /[\r\n]/.test(token)))
     fail('consul.token', 'must be a single-line, non-empty string');
 
-  const tags = o.tags ?? [];
-  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && t !== '')) {
-    fail('consul.tags', 'must be an array of non-empty strings');
-  }
+  const tags: unknown = o.tags ?? [];
+  if (!isStringArray(tags)) fail('consul.tags', 'must be an array of non-empty strings');
   const userFilter = optionalString(o.filter, 'consul.filter');
   const tagClauses = tags.length > 1 ? tags.map((t) => `${filterString(t)} in Service.Tags`) : [];
   const clauses = [...(userFilter === undefined ? [] : [`(${userFilter})`]), ...tagClauses];

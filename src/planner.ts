@@ -138,13 +138,16 @@ export function routeTasks(snapshot: WorkerSnapshot, options: RouteOptions): rea
   if (strategy !== 'rendezvous') {
     throw new InvalidOptionError('strategy', 'must be round-robin, seeded or rendezvous');
   }
-  const keys = options.taskKeys;
-  if (keys !== undefined && (!Array.isArray(keys) || keys.length !== taskCount)) {
+  const keys: unknown = options.taskKeys;
+  if (
+    keys !== undefined &&
+    (!Array.isArray(keys) || keys.length !== taskCount || !keys.every((k) => typeof k === 'string'))
+  ) {
     throw new InvalidOptionError('taskKeys', `must be an array of ${taskCount} strings`);
   }
   const workerHashes = workers.map((w) => hash32(w.url.href));
   for (let i = 0; i < taskCount; i += 1) {
-    const keyHash = hash32(keys?.[i] ?? `${String(options.stageId)}/${i}`);
+    const keyHash = hash32((keys as readonly string[] | undefined)?.[i] ?? `${String(options.stageId)}/${i}`);
     let best = 0;
     let bestScore = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j += 1) {

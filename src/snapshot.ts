@@ -59,8 +59,8 @@ export interface WorkerSnapshot {
 export const EMPTY_SNAPSHOT: WorkerSnapshot = Object.freeze({
   version: 0,
   source: 'static',
-  workers: Object.freeze([]) as readonly Worker[],
-  urls: Object.freeze([]) as readonly URL[],
+  workers: Object.freeze([]),
+  urls: Object.freeze([]),
   updatedAt: 0,
   lastContactAt: 0,
   stale: false,
