@@ -1,0 +1,420 @@
+/**
+ * A small DNS stub client: one question, sent over UDP and/or TCP to configured servers.
+ * Packet encoding and decoding is dns-packet's; this file owns transport, matching and
+ * error mapping only.
+ *
+ * Why not `node:dns`: it cannot pick the transport, does not say whether an answer was
+ * truncated or carried EDNS, and hides the rcode. Consul's DNS interface cuts UDP answers
+ * to `udp_answer_limit` (3) records *without* setting TC unless `enable_truncate` is on,
+ * so a client that wants the whole worker set must notice a server that ignores EDNS and
+ * ask again over TCP.
+ *
+ * Spoofing: every attempt uses a fresh socket (so a fresh ephemeral source port) and a
+ * random 16-bit id; UDP sockets are connected, so the kernel only delivers datagrams from
+ * the server's address (and reports ICMP port-unreachable as ECONNREFUSED). A datagram
+ * with a wrong id, or one that does not answer our question, is ignored.
+ *
+ * Abort: when `signal` aborts, every socket and timer of the query is closed synchronously
+ * and the promise rejects with `signal.reason` (an `AbortError` DOMException for a plain
+ * `controller.abort()`), like `fetch` and `timers/promises` do.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { randomInt } from 'node:crypto';
+import * as dnsPacket from 'dns-packet';
+import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
+import { systemClock } from './clock.js';
+import type { Clock } from './clock.js';
+import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
+
+/** A DNS server address (an IP literal: resolving the resolver's own name would need DNS). */
+export interface DnsServer {
+  readonly host: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+/** `auto`: UDP with EDNS0, re-asked over TCP when the answer may be incomplete. */
+export type DnsTransport = 'auto' | 'udp' | 'tcp';
+
+/** The record types this client asks for. */
+export type DnsQuestionType = 'SRV' | 'A' | 'AAAA';
+
+/** One question. */
+export interface DnsQuestion {
+  /** Domain name, with or without the trailing dot. */
+  readonly name: string;
+  readonly type: DnsQuestionType;
+}
+
+/** Options of {@link query}. */
+export interface DnsQueryOptions {
+  /** Servers, tried in order until one gives a usable answer. */
+  readonly servers: readonly DnsServer[];
+  readonly transport: DnsTransport;
+  /** Time allowed for each attempt (one server, one transport), in milliseconds. */
+  readonly timeoutMs: number;
+  /** Aborts the query: sockets are closed and the promise rejects with `signal.reason`. */
+  readonly signal?: AbortSignal;
+  /** Timer source for the per-attempt timeout; defaults to {@link systemClock}. */
+  readonly clock?: Clock;
+}
+
+/** An SRV record (RFC 2782). Names are lower-case, without the trailing dot; the root is `.`. */
+export interface SrvRecord {
+  readonly type: 'SRV';
+  readonly name: string;
+  readonly ttl: number;
+  readonly priority: number;
+  readonly weight: number;
+  readonly port: number;
+  readonly target: string;
+}
+
+/** An A or AAAA record; `address` is the textual IP (IPv6 lower-case). */
+export interface AddressRecord {
+  readonly type: 'A' | 'AAAA';
+  readonly name: string;
+  readonly ttl: number;
+  readonly address: string;
+}
+
+/** A CNAME record. */
+export interface CnameRecord {
+  readonly type: 'CNAME';
+  readonly name: string;
+  readonly ttl: number;
+  readonly target: string;
+}
+
+/** An SOA record; only what negative caching (RFC 2308) needs. */
+export interface SoaRecord {
+  readonly type: 'SOA';
+  readonly name: string;
+  readonly ttl: number;
+  readonly minimum: number;
+}
+
+/** Any other record, kept so callers can see it was there. */
+export interface OtherRecord {
+  readonly type: 'OTHER';
+  readonly name: string;
+  readonly ttl: number;
+  /** The record type as dns-packet names it, e.g. `TXT`. */
+  readonly rrtype: string;
+}
+
+/** A decoded resource record. */
+export type DnsRecord = SrvRecord | AddressRecord | CnameRecord | SoaRecord | OtherRecord;
+
+/** A usable answer: NOERROR (possibly without records) or NXDOMAIN. */
+export interface DnsResponse {
+  /** `NOERROR` or `NXDOMAIN`; every other rcode is thrown as a {@link WorkerResolverError}. */
+  readonly rcode: string;
+  readonly answers: readonly DnsRecord[];
+  readonly authorities: readonly DnsRecord[];
+  /** The Additional section without the OPT pseudo-record. */
+  readonly additionals: readonly DnsRecord[];
+  /** The TC flag of the answer that was returned. */
+  readonly truncated: boolean;
+  /** True if the answer carried an OPT record (the server speaks EDNS0). */
+  readonly edns: boolean;
+  readonly transport: 'udp' | 'tcp';
+  readonly server: DnsServer;
+}
+
+/** The UDP payload size we advertise; Consul caps what it sends to this. */
+const EDNS_UDP_PAYLOAD_SIZE = 4096;
+
+/**
+ * Parses `1.2.3.4`, `1.2.3.4:8600`, `::1` (no port) or `[::1]:8600`; the port defaults
+ * to 53. Throws {@link InvalidOptionError} naming `option` for anything else, host
+ * names included.
+ */
+export function parseDnsServer(spec: string, option = 'dns.servers'): DnsServer {
+  const text = spec.trim();
+  let host = text;
+  let portText: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
+  if (bracketed !== null) {
+    host = bracketed[1] ?? '';
+    portText = bracketed[2];
+  } else if (net.isIP(text) === 0) {
+    // Exactly one colon: host:port. More than one without brackets is a bare IPv6 address.
+    const colon = text.indexOf(':');
+    if (colon > 0 && colon === text.lastIndexOf(':')) {
+      host = text.slice(0, colon);
+      portText = text.slice(colon + 1);
+    }
+  }
+  const family = net.isIP(host);
+  if (family === 0 || (bracketed !== null && family !== 6)) {
+    throw new InvalidOptionError(
+      option,
+      `"${spec}" is not an IP address with an optional port (e.g. 10.0.0.2, 10.0.0.2:8600, [fd00::2]:8600); ` +
+        'host names are not accepted because resolving them would itself need DNS',
+    );
+  }
+  let port = 53;
+  if (portText !== undefined) {
+    port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+    if (!(port >= 1 && port <= 65535)) {
+      throw new InvalidOptionError(option, `"${spec}" has an invalid port "${portText}" (expected 1-65535)`);
+    }
+  }
+  return { host, port, family: family === 6 ? 6 : 4 };
+}
+
+/**
+ * Asks `question` to `opts.servers` in order. A server that times out, cannot be reached,
+ * or answers with an error rcode is skipped for the next one (as glibc and c-ares do);
+ * when every server failed, the last server's error is thrown. NXDOMAIN is an answer.
+ */
+export async function query(question: DnsQuestion, opts: DnsQueryOptions): Promise<DnsResponse> {
+  if (opts.servers.length === 0) {
+    throw new WorkerResolverError(ErrorCode.DNS_UNREACHABLE, 'no DNS server to ask');
+  }
+  let lastError: unknown;
+  for (const server of opts.servers) {
+    if (opts.signal?.aborted === true) throw abortReason(opts.signal);
+    try {
+      return checkRcode(await queryServer(question, server, opts), question);
+    } catch (error) {
+      if (!(error instanceof WorkerResolverError)) throw error;
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
+async function queryServer(question: DnsQuestion, server: DnsServer, opts: DnsQueryOptions): Promise<DnsResponse> {
+  if (opts.transport === 'tcp') return exchange('tcp', question, server, opts);
+  const udp = await exchange('udp', question, server, opts);
+  // TC means "incomplete". No OPT means the server ignored EDNS0, and Consul (without
+  // enable_truncate) then cuts to a few records without TC: only TCP is trustworthy.
+  // NXDOMAIN and empty answers cannot have been cut, so they need no second round trip.
+  const mayBeCut = udp.truncated || (!udp.edns && udp.rcode === 'NOERROR' && udp.answers.length > 0);
+  if (opts.transport === 'auto' && mayBeCut) return exchange('tcp', question, server, opts);
+  return udp;
+}
+
+function checkRcode(response: DnsResponse, question: DnsQuestion): DnsResponse {
+  const { rcode } = response;
+  if (rcode === 'NOERROR' || rcode === 'NXDOMAIN') return response;
+  const where = `${question.type} ${trimDot(question.name)} from ${describe(response.server)}`;
+  if (rcode === 'SERVFAIL') {
+    throw new WorkerResolverError(ErrorCode.DNS_SERVFAIL, `DNS server answered SERVFAIL to ${where}`);
+  }
+  throw new WorkerResolverError(ErrorCode.DNS_REFUSED, `DNS server answered ${rcode} to ${where}`);
+}
+
+/** One attempt: one socket, one id, one server, one transport. */
+function exchange(
+  transport: 'udp' | 'tcp',
+  question: DnsQuestion,
+  server: DnsServer,
+  opts: DnsQueryOptions,
+): Promise<DnsResponse> {
+  const { signal, timeoutMs } = opts;
+  const clock = opts.clock ?? systemClock;
+  if (signal?.aborted === true) return Promise.reject(abortReason(signal));
+  const id = randomInt(0, 0x10000);
+  const request: Packet = {
+    type: 'query',
+    id,
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ type: question.type, name: trimDot(question.name), class: 'IN' }],
+    additionals: [ednsOpt()],
+  };
+  const label = `${describe(server)} over ${transport}`;
+  return new Promise<DnsResponse>((resolve, reject) => {
+    let settled = false;
+    let close = (): void => {};
+    const timer = clock.setTimeout(
+      () => finish(new WorkerResolverError(ErrorCode.DNS_TIMEOUT, `no DNS answer from ${label} within ${timeoutMs}ms`)),
+      timeoutMs,
+    );
+    // Every exit goes through here exactly once: it releases the socket, the timer and
+    // the abort listener before settling, so nothing outlives the attempt.
+    const finish = (outcome: DnsResponse | Error): void => {
+      if (settled) return;
+      settled = true;
+      timer.cancel();
+      signal?.removeEventListener('abort', onAbort);
+      close();
+      if (outcome instanceof Error) reject(outcome);
+      else resolve(outcome);
+    };
+    const onAbort = (): void => finish(abortReason(signal));
+    const onSocketError = (error: Error): void =>
+      finish(
+        new WorkerResolverError(ErrorCode.DNS_UNREACHABLE, `DNS server ${label} unreachable: ${error.message}`, {
+          cause: error,
+        }),
+      );
+    const onMessage = (message: Buffer): void => {
+      const outcome = interpret(message, id, question, server, transport, label);
+      if (outcome !== undefined) finish(outcome);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    close =
+      transport === 'udp'
+        ? sendUdp(server, request, onMessage, onSocketError)
+        : sendTcp(server, request, onMessage, onSocketError);
+  });
+}
+
+/** Sends over a connected UDP socket; returns the function that closes it. */
+function sendUdp(
+  server: DnsServer,
+  request: Packet,
+  onMessage: (message: Buffer) => void,
+  onError: (error: Error) => void,
+): () => void {
+  const socket = dgram.createSocket(server.family === 6 ? 'udp6' : 'udp4');
+  let closed = false;
+  socket.on('error', onError);
+  socket.on('message', onMessage);
+  socket.connect(server.port, server.host, () => {
+    if (!closed) socket.send(dnsPacket.encode(request), (error) => error && onError(error));
+  });
+  return () => {
+    closed = true;
+    try {
+      socket.close();
+    } catch {
+      // Already closed by an earlier error: nothing left to release.
+    }
+  };
+}
+
+/** Sends over a fresh TCP connection with 2-byte length framing; returns the closer. */
+function sendTcp(
+  server: DnsServer,
+  request: Packet,
+  onMessage: (message: Buffer) => void,
+  onError: (error: Error) => void,
+): () => void {
+  const socket = net.connect({ host: server.host, port: server.port, family: server.family });
+  socket.setNoDelay(true);
+  let buffered = Buffer.alloc(0);
+  socket.on('connect', () => socket.write(dnsPacket.streamEncode(request)));
+  socket.on('error', onError);
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    if (buffered.length < 2) return;
+    const frameLength = buffered.readUInt16BE(0) + 2;
+    if (buffered.length >= frameLength) onMessage(buffered.subarray(0, frameLength));
+  });
+  socket.on('end', () => onError(new Error('connection closed before a complete answer')));
+  return () => socket.destroy();
+}
+
+/**
+ * Decodes and matches one message (a datagram, or a TCP frame with its length prefix).
+ * Returns undefined to keep waiting (a stray or spoofed UDP datagram), an error, or the
+ * response. Over TCP there is no stray traffic, so a mismatch is the server's fault.
+ */
+function interpret(
+  packet: Buffer,
+  id: number,
+  question: DnsQuestion,
+  server: DnsServer,
+  transport: 'udp' | 'tcp',
+  label: string,
+): DnsResponse | WorkerResolverError | undefined {
+  const framed = transport === 'tcp';
+  const headerOffset = framed ? 2 : 0;
+  const malformed = (why: string, cause?: unknown): WorkerResolverError =>
+    new WorkerResolverError(
+      ErrorCode.DNS_MALFORMED,
+      `malformed DNS answer from ${label}: ${why}`,
+      cause === undefined ? {} : { cause },
+    );
+  if (packet.length < headerOffset + 12) return framed ? malformed('shorter than a DNS header') : undefined;
+  if (packet.readUInt16BE(headerOffset) !== id) return framed ? malformed('id does not match') : undefined;
+  let decoded: DecodedPacket;
+  try {
+    decoded = (framed ? dnsPacket.streamDecode(packet) : dnsPacket.decode(packet)) as DecodedPacket;
+  } catch (error) {
+    // The id matched on a connected socket: this is the server's answer, and it is broken.
+    return malformed(error instanceof Error ? error.message : 'undecodable', error);
+  }
+  const asked = decoded.questions ?? [];
+  const echoed = asked.length === 1 && asked[0] !== undefined ? asked[0] : undefined;
+  const matches =
+    decoded.type === 'response' &&
+    echoed !== undefined &&
+    echoed.type === question.type &&
+    trimDot(echoed.name).toLowerCase() === trimDot(question.name).toLowerCase();
+  if (!matches) return framed ? malformed('it does not answer the question asked') : undefined;
+  const additionals = decoded.additionals ?? [];
+  return {
+    rcode: rcodeOf(decoded),
+    answers: (decoded.answers ?? []).map(toRecord),
+    authorities: (decoded.authorities ?? []).map(toRecord),
+    additionals: additionals.filter((record) => record.type !== 'OPT').map(toRecord),
+    truncated: decoded.flag_tc,
+    edns: additionals.some((record) => record.type === 'OPT'),
+    transport,
+    server,
+  };
+}
+
+function toRecord(answer: Answer): DnsRecord {
+  const name = trimDot(answer.name).toLowerCase() || '.';
+  const ttl = 'ttl' in answer && typeof answer.ttl === 'number' ? answer.ttl : 0;
+  switch (answer.type) {
+    case 'SRV':
+      return {
+        type: 'SRV',
+        name,
+        ttl,
+        priority: answer.data.priority ?? 0,
+        weight: answer.data.weight ?? 0,
+        port: answer.data.port,
+        target: trimDot(answer.data.target).toLowerCase() || '.',
+      };
+    case 'A':
+    case 'AAAA':
+      return { type: answer.type, name, ttl, address: answer.data.toLowerCase() };
+    case 'CNAME':
+      return { type: 'CNAME', name, ttl, target: trimDot(answer.data).toLowerCase() };
+    case 'SOA':
+      return { type: 'SOA', name, ttl, minimum: answer.data.minimum ?? 0 };
+    default:
+      return { type: 'OTHER', name, ttl, rrtype: answer.type };
+  }
+}
+
+function rcodeOf(packet: DecodedPacket): string {
+  // dns-packet decodes the rcode's name into `rcode`; @types/dns-packet does not declare it.
+  const rcode = (packet as { rcode?: unknown }).rcode;
+  return typeof rcode === 'string' ? rcode : `RCODE_${(packet.flags ?? 0) & 0xf}`;
+}
+
+function ednsOpt(): OptAnswer {
+  return {
+    type: 'OPT',
+    name: '.',
+    udpPayloadSize: EDNS_UDP_PAYLOAD_SIZE,
+    extendedRcode: 0,
+    ednsVersion: 0,
+    flags: 0,
+    flag_do: false,
+    options: [],
+  };
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new DOMException('The operation was aborted', 'AbortError');
+}
+
+function trimDot(name: string): string {
+  return name.endsWith('.') ? name.slice(0, -1) : name;
+}
+
+function describe(server: DnsServer): string {
+  return server.family === 6 ? `[${server.host}]:${server.port}` : `${server.host}:${server.port}`;
+}
