@@ -24,3 +24,10 @@ export type { RouteOptions, RoutingStrategy, StagePlan, TaskCapOptions } from '.
 export { systemClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';
 export { formatDuration, parseDuration } from './duration.js';
+export { createResolverMetrics } from './metrics.js';
+export type { ResolverMetrics, ResolverMetricsOptions } from './metrics.js';
+export { createResolverTracing } from './tracing.js';
+export type { ResolverTracing, ResolverTracingOptions, StageRequest } from './tracing.js';
+export { Planner } from './instrumented-planner.js';
+export type { PlannerOptions, PlannerRouteOptions } from './instrumented-planner.js';
+export type { RefreshOutcome } from './semconv.js';

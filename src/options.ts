@@ -7,6 +7,8 @@
  * explicit options taking precedence.
  */
 import { readFileSync } from 'node:fs';
+import type { TracerProvider } from '@opentelemetry/api';
+import type { Registry } from 'prom-client';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import type { ConsulTlsOptions } from './consul-client.js';
@@ -120,6 +122,12 @@ export interface WorkerResolverOptions {
     false | { readonly threshold?: number; readonly minWorkers?: number; readonly holdMs?: number };
   /** At most one publish per this many milliseconds (latest state wins). Default 250. */
   readonly minPublishIntervalMs?: number;
+  /** Register the `worker_resolver_*` metrics on this prom-client registry (never the global one). */
+  readonly registry?: Registry;
+  /** Record spans through this OpenTelemetry tracer provider. */
+  readonly tracerProvider?: TracerProvider;
+  /** DataFusion's `max_tasks_per_stage` for `resolver.planner` and the task-cap gauge. Default 0 (the cap is the worker count). */
+  readonly maxTasksPerStage?: number;
   /** Structured logger. Default: silent (set `NODE_DEBUG=worker-resolver` for debug output). */
   readonly logger?: Logger;
   /** Event observers (metrics, tracing, your own). */

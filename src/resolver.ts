@@ -20,6 +20,12 @@ import type { WorkerResolverOptions } from './options.js';
 import { EMPTY_SNAPSHOT, buildWorkerSet, makeSnapshot } from './snapshot.js';
 import type { WorkerSnapshot } from './snapshot.js';
 import { ConsulSource } from './source-consul.js';
+import { Planner } from './instrumented-planner.js';
+import { createResolverMetrics } from './metrics.js';
+import type { ResolverMetrics } from './metrics.js';
+import { createResolverTracing } from './tracing.js';
+import type { ResolverTracing } from './tracing.js';
+import type { ResolverObserver } from './events.js';
 import { DnsSrvSource } from './source-dns-srv.js';
 
 /** DataFusion's `WorkerResolver` trait, in TypeScript. */
@@ -40,6 +46,8 @@ export interface ReadyOptions {
 export interface DiscoveringWorkerResolver extends WorkerResolver {
   /** The service this resolver discovers. */
   readonly service: string;
+  /** Plans and routes stages against a snapshot, recording metrics and spans when a registry / tracer provider was given. */
+  readonly planner: Planner;
   /** Resolves with the first published snapshot; rejects with `ERR_READY_TIMEOUT` or `ERR_RESOLVER_CLOSED`. */
   ready(options?: ReadyOptions): Promise<WorkerSnapshot>;
   /** The whole current snapshot (version 0 and no workers before the first publish). */
@@ -62,6 +70,7 @@ export const debugLogger: Logger = {
 
 class DiscoveringResolver implements DiscoveringWorkerResolver {
   readonly service: string;
+  readonly planner: Planner;
   private readonly engine: Engine;
   /** Settles once; shared by every ready() call. */
   private readonly firstSnapshot: Promise<WorkerSnapshot>;
@@ -69,9 +78,10 @@ class DiscoveringResolver implements DiscoveringWorkerResolver {
   /** The close in progress or done; undefined while open. */
   private closing: Promise<void> | undefined;
 
-  constructor(service: string, engine: Engine) {
+  constructor(service: string, engine: Engine, planner: Planner) {
     this.service = service;
     this.engine = engine;
+    this.planner = planner;
     this.firstSnapshot = new Promise<WorkerSnapshot>((resolve, reject) => {
       this.rejectFirst = reject;
       const unsubscribe = engine.subscribe((s) => {
@@ -169,6 +179,20 @@ export function createWorkerResolver(options: WorkerResolverOptions): Discoverin
       : resolveConsul(options.consul, common.service, common.env, common.clock, random);
   const dns = options.dns === undefined ? undefined : resolveDns(options.dns, common.clock, random);
   const staticWorkers = options.static === undefined ? undefined : resolveStatic(options.static);
+  const maxTasksPerStage = numberOption(options.maxTasksPerStage, 'maxTasksPerStage', 0, 0, 1_000_000, true);
+  const metrics: ResolverMetrics | undefined =
+    options.registry === undefined
+      ? undefined
+      : createResolverMetrics({ registry: options.registry, service: common.service, maxTasksPerStage });
+  const tracing: ResolverTracing | undefined =
+    options.tracerProvider === undefined
+      ? undefined
+      : createResolverTracing({ tracerProvider: options.tracerProvider, service: common.service });
+  const observers: ResolverObserver[] = [
+    ...(metrics === undefined ? [] : [metrics]),
+    ...(tracing === undefined ? [] : [tracing]),
+    ...(options.observers ?? []),
+  ];
   const engine = new Engine({
     service: common.service,
     consul: consul === undefined ? undefined : new ConsulSource(consul),
@@ -184,9 +208,16 @@ export function createWorkerResolver(options: WorkerResolverOptions): Discoverin
     minPublishIntervalMs: numberOption(options.minPublishIntervalMs, 'minPublishIntervalMs', 250, 0),
     clock: common.clock,
     logger: options.logger ?? debugLogger,
-    observers: [...(options.observers ?? [])],
+    observers,
   });
-  const resolver = new DiscoveringResolver(common.service, engine);
+  metrics?.attach(() => engine.current);
+  const planner = new Planner({
+    service: common.service,
+    maxTasksPerStage,
+    ...(metrics === undefined ? {} : { metrics }),
+    ...(tracing === undefined ? {} : { tracing }),
+  });
+  const resolver = new DiscoveringResolver(common.service, engine, planner);
   engine.start();
   return resolver;
 }

@@ -13,6 +13,8 @@ import {
 } from '../src/index.js';
 import type { FailoverEvent, WorkerSnapshot } from '../src/index.js';
 import { waitFor } from './helpers/wait.js';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Registry, register as globalRegistry } from 'prom-client';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -196,6 +198,34 @@ describe('createWorkerResolver', () => {
     await waitFor(() => consul.openLongPolls() === 0, 'the server to see the long poll go');
   });
 
+  it('wires metrics, spans and the instrumented planner from registry / tracerProvider options', async () => {
+    const registry = new Registry();
+    const exporter = new InMemorySpanExporter();
+    const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const r = createWorkerResolver({
+      service: 'worker',
+      consul: { address: consul.httpAddr },
+      registry,
+      tracerProvider,
+      maxTasksPerStage: 4,
+      env: {},
+    });
+    const s = await r.ready({ timeoutMs: 5000 });
+    const plan = r.planner.planStage(s, { stageId: 'scan', desiredTasks: 16 });
+    assert.equal(plan.plannedTasks, 4);
+    assert.equal(r.planner.routeTasks(s, { queryId: 'q1', stageId: 'scan', taskCount: 4 }).length, 4);
+    const text = await registry.metrics();
+    assert.match(text, /worker_resolver_workers\{service="worker",source="consul"\} 10/);
+    assert.match(text, /worker_resolver_stage_task_cap\{service="worker"\} 4/);
+    assert.match(text, /worker_resolver_stages_capped_total\{service="worker"\} 1/);
+    assert.equal((await globalRegistry.metrics()).trim(), '', 'nothing registered globally');
+    const names = exporter.getFinishedSpans().map((span) => span.name);
+    for (const name of ['worker_resolver.refresh', 'worker_resolver.plan_stage', 'worker_resolver.route_stage']) {
+      assert.ok(names.includes(name), `missing span ${name} in ${names.join(', ')}`);
+    }
+    await r.close();
+  });
+
   it('rejects bad options synchronously with a TypeError naming the option, starting nothing', () => {
     const cases: [unknown, string][] = [
       [{ service: '' }, 'service'],
@@ -209,6 +239,7 @@ describe('createWorkerResolver', () => {
       [{ service: 'w', dns: { name: '_w._tcp.x', transport: 'quic' } }, 'dns.transport'],
       [{ service: 'w', static: ['nope'] }, 'static[0]'],
       [{ service: 'w', consul: {}, massFailureGuard: { threshold: -1 } }, 'massFailureGuard.threshold'],
+      [{ service: 'w', consul: {}, maxTasksPerStage: 1.5 }, 'maxTasksPerStage'],
     ];
     const before = consul.requestCount();
     for (const [options, option] of cases) {

@@ -85,7 +85,11 @@ export class PrometheusProcess {
    * Starts Prometheus scraping `target` (`host:port`) every second as job `job`, evaluating
    * `ruleFiles` every second; resolves once it is ready.
    */
-  static async start(options: { target: string; job: string; ruleFiles?: readonly string[] }): Promise<PrometheusProcess> {
+  static async start(options: {
+    target: string;
+    job: string;
+    ruleFiles?: readonly string[];
+  }): Promise<PrometheusProcess> {
     const bin = requireBinary('prometheus');
     const dir = await mkdtemp(path.join(tmpdir(), 'wr-prometheus-'));
     const config = [
@@ -93,7 +97,9 @@ export class PrometheusProcess {
       '  scrape_interval: 1s',
       '  scrape_timeout: 900ms',
       '  evaluation_interval: 1s',
-      ...(options.ruleFiles === undefined ? [] : ['rule_files:', ...options.ruleFiles.map((f) => `  - ${JSON.stringify(f)}`)]),
+      ...(options.ruleFiles === undefined
+        ? []
+        : ['rule_files:', ...options.ruleFiles.map((f) => `  - ${JSON.stringify(f)}`)]),
       'scrape_configs:',
       `  - job_name: ${JSON.stringify(options.job)}`,
       '    static_configs:',
