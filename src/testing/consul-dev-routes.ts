@@ -1,0 +1,417 @@
+/**
+ * The endpoints of the Consul dev server, as functions from a request context to a reply
+ * value. Sockets, ACLs, faults and the holding of blocking queries live in the server;
+ * this file decides what Consul would answer.
+ *
+ * Blocking queries follow Consul's `blockingQuery`: with `?index=N` (N > 0) the request
+ * is held while the endpoint's index is <= N, up to `wait` (default 5m, capped) plus a
+ * random jitter of up to wait/16; then the current result is sent, changed or not.
+ */
+import type { HealthServiceEntry } from './consul-api-types.js';
+import { ConsulApiError } from './consul-dev-decode.js';
+import type { DevAgent } from './consul-dev-agent.js';
+import { parseGoDuration } from './consul-duration.js';
+import { FilterExpressionError, compileFilter } from './consul-filter.js';
+import type { FilterPredicate } from './consul-filter.js';
+
+/** A complete answer, written by the server in one go (or truncated, or not at all). */
+export interface Reply {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** What a route sees of a request. */
+export interface RouteContext {
+  readonly method: string;
+  /** Decoded path, e.g. `/v1/health/service/web`. */
+  readonly path: string;
+  readonly query: URLSearchParams;
+  /** Reads and JSON-decodes the body; a decode failure is a 400 ConsulApiError. */
+  readBody(): Promise<unknown>;
+  /** Holds the request until `index()` > `minIndex`, `waitMs` elapses, or the client leaves. */
+  waitForIndex(index: () => number, minIndex: number, waitMs: number): Promise<void>;
+}
+
+/** Options of {@link ConsulDevApi}. */
+export interface ConsulDevApiOptions {
+  readonly maxWaitMs: number;
+  /** True when ACLs are enabled (default deny). */
+  readonly aclEnabled: boolean;
+  /** Source of randomness in [0, 1) for the wait jitter. */
+  readonly random: () => number;
+  /** Index churn: every health query bumps its service's index first (consul#4810 hot loop). */
+  readonly churn: () => boolean;
+}
+
+/** Consul's default blocking wait (5 minutes). */
+const DEFAULT_WAIT_MS = 300_000;
+
+/**
+ * How long a blocking query may be held: `waitMs` (<= 0 means the default, 5m), capped at
+ * `maxWaitMs`, plus a jitter in [0, wait/16), as Consul's `RandomStagger(wait / 16)`.
+ */
+export function blockingDeadlineMs(waitMs: number, maxWaitMs: number, random: () => number): number {
+  let wait = waitMs > 0 ? waitMs : DEFAULT_WAIT_MS;
+  wait = Math.min(wait, maxWaitMs);
+  return wait + Math.floor(random() * (wait / 16));
+}
+
+const text = (status: number, body: string, headers: Record<string, string> = {}): Reply => ({
+  status,
+  headers: { 'Content-Type': 'text/plain; charset=utf-8', ...headers },
+  body,
+});
+const empty: Reply = { status: 200, headers: {}, body: '' };
+const json = (body: unknown, headers: Record<string, string> = {}): Reply => ({
+  status: 200,
+  headers: { 'Content-Type': 'application/json', ...headers },
+  body: JSON.stringify(body),
+});
+
+/** Go's `strconv.ParseBool`; undefined for anything else. */
+function parseBool(value: string): boolean | undefined {
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  return undefined;
+}
+
+/** Consul's query options, parsed and validated. */
+interface QueryOptions {
+  readonly dc: string;
+  readonly minIndex: number;
+  readonly waitMs: number;
+  readonly consistency: 'leader' | 'stale' | 'consistent';
+  readonly cached: boolean;
+}
+
+type Route = (ctx: RouteContext, rest: string) => Promise<Reply> | Reply;
+
+/** The endpoints over a {@link DevAgent}. */
+export class ConsulDevApi {
+  /** Agent-cache bookkeeping for `?cached`: per request key, the index served and when it was fetched. */
+  private readonly cache = new Map<string, { index: number; fetchedAt: number }>();
+  /** Routes by method and path prefix; a prefix ending in '/' takes the rest of the path as its argument. */
+  private readonly routes: ReadonlyArray<readonly [method: string, prefix: string, route: Route]>;
+
+  constructor(
+    private readonly agent: DevAgent,
+    private readonly options: ConsulDevApiOptions,
+  ) {
+    const a = agent;
+    const nodeName = a.options.nodeName;
+    this.routes = [
+      ['GET', '/v1/health/service/', (ctx, name) => this.healthService(ctx, name)],
+      ['GET', '/v1/health/checks/', (ctx, name) => this.healthChecks(ctx, name)],
+      ['GET', '/v1/catalog/services', (ctx) => this.catalogServices(ctx)],
+      ['GET', '/v1/catalog/service/', (ctx, name) => this.catalogService(ctx, name)],
+      ['GET', '/v1/catalog/nodes', (ctx) => this.catalogNodes(ctx)],
+      ['GET', '/v1/catalog/datacenters', () => json(this.datacenters())],
+      ['GET', '/v1/status/leader', () => json(`${a.options.nodeAddress}:8300`)],
+      ['GET', '/v1/status/peers', () => json([`${a.options.nodeAddress}:8300`])],
+      ['GET', '/v1/agent/self', () => json(this.agentSelf())],
+      [
+        'GET',
+        '/v1/agent/checks',
+        () => json(Object.fromEntries(a.state.checksOf(nodeName).map((c) => [c.CheckID, c]))),
+      ],
+      ['GET', '/v1/agent/services', () => json(Object.fromEntries(a.state.servicesOf(nodeName).map((s) => [s.ID, s])))],
+      ['PUT', '/v1/agent/service/register', async (ctx) => (a.registerService(await ctx.readBody()), empty)],
+      ['PUT', '/v1/agent/service/deregister/', (_ctx, id) => (a.deregisterService(id), empty)],
+      [
+        'PUT',
+        '/v1/agent/service/maintenance/',
+        (ctx, id) => (a.setServiceMaintenance(id, enableParam(ctx), ctx.query.get('reason') ?? ''), empty),
+      ],
+      [
+        'PUT',
+        '/v1/agent/maintenance',
+        (ctx) => (a.setNodeMaintenance(nodeName, enableParam(ctx), ctx.query.get('reason') ?? ''), empty),
+      ],
+      ['PUT', '/v1/agent/check/pass/', (ctx, id) => this.ttlUpdate(ctx, id, 'passing')],
+      ['PUT', '/v1/agent/check/warn/', (ctx, id) => this.ttlUpdate(ctx, id, 'warning')],
+      ['PUT', '/v1/agent/check/fail/', (ctx, id) => this.ttlUpdate(ctx, id, 'critical')],
+      ['PUT', '/v1/agent/check/update/', async (ctx, id) => this.checkUpdate(await ctx.readBody(), id)],
+      ['PUT', '/v1/catalog/register', async (ctx) => (a.catalogRegister(await ctx.readBody()), json(true))],
+      ['PUT', '/v1/catalog/deregister', async (ctx) => (a.catalogDeregister(await ctx.readBody()), json(true))],
+    ];
+  }
+
+  /** Answers one request (never rejects: errors become Consul-shaped replies). */
+  async handle(ctx: RouteContext): Promise<Reply> {
+    const matching = this.routes.filter(([, prefix]) =>
+      prefix.endsWith('/') ? ctx.path.startsWith(prefix) && ctx.path.length > prefix.length : ctx.path === prefix,
+    );
+    if (matching.length === 0) return text(404, '404 page not found\n');
+    const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
+    const found = matching.find(([m]) => m === method);
+    if (found === undefined)
+      return text(405, `method ${ctx.method} not allowed`, { Allow: [...new Set(matching.map(([m]) => m))].join(',') });
+    const [, prefix, route] = found;
+    try {
+      return await route(ctx, ctx.path.slice(prefix.length));
+    } catch (err) {
+      if (err instanceof ConsulApiError) return text(err.status, err.message);
+      return text(500, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  /** `GET /v1/health/service/:service`. */
+  private async healthService(ctx: RouteContext, name: string): Promise<Reply> {
+    const q = ctx.query;
+    const opts = this.queryOptions(ctx);
+    const passing = q.has('passing') ? (q.get('passing') === '' ? true : parseBool(q.get('passing') ?? '')) : false;
+    if (passing === undefined) throw new ConsulApiError(400, 'Invalid value for ?passing');
+    const filter = filterParam(q.get('filter'));
+    const tags = q.getAll('tag').map((t) => t.toLowerCase());
+    const nodeMeta = nodeMetaParam(q);
+    const state = this.agent.state;
+    if (this.options.churn()) state.bumpIndex(name);
+    const index = await this.block(ctx, opts, () => state.serviceIndex(name));
+    let entries = state
+      .healthEntries(name)
+      .filter(
+        (e) =>
+          e.Node.Datacenter === opts.dc &&
+          tags.every((t) => e.Service.Tags.some((s) => s.toLowerCase() === t)) &&
+          nodeMeta.every(([k, v]) => e.Node.Meta[k] === v) &&
+          (!passing || e.Checks.every((c) => c.Status === 'passing')) &&
+          (filter === undefined || filter(e)),
+      );
+    entries = this.near(entries, q.get('near'));
+    return json(entries, this.meta(ctx, opts, index));
+  }
+
+  /** `GET /v1/health/checks/:service`. */
+  private async healthChecks(ctx: RouteContext, name: string): Promise<Reply> {
+    const opts = this.queryOptions(ctx);
+    const state = this.agent.state;
+    const index = await this.block(ctx, opts, () => state.serviceIndex(name));
+    const checks = state
+      .healthEntries(name)
+      .filter((e) => e.Node.Datacenter === opts.dc)
+      .flatMap((e) => e.Checks.filter((c) => c.ServiceID === e.Service.ID));
+    return json(checks, this.meta(ctx, opts, index));
+  }
+
+  /** `GET /v1/catalog/services`: service name -> union of tags. */
+  private async catalogServices(ctx: RouteContext): Promise<Reply> {
+    const opts = this.queryOptions(ctx);
+    const nodeMeta = nodeMetaParam(ctx.query);
+    const state = this.agent.state;
+    const index = await this.block(ctx, opts, () => state.servicesTableIndex());
+    const out: Record<string, string[]> = {};
+    for (const name of state.serviceNames()) {
+      const entries = state
+        .healthEntries(name)
+        .filter((e) => e.Node.Datacenter === opts.dc && nodeMeta.every(([k, v]) => e.Node.Meta[k] === v));
+      if (entries.length > 0) out[name] = [...new Set(entries.flatMap((e) => e.Service.Tags))].sort();
+    }
+    return json(out, this.meta(ctx, opts, index));
+  }
+
+  /** `GET /v1/catalog/service/:service` (Consul's flat `CatalogService` shape). */
+  private async catalogService(ctx: RouteContext, name: string): Promise<Reply> {
+    const opts = this.queryOptions(ctx);
+    if ((ctx.query.get('filter') ?? '') !== '') {
+      throw new ConsulApiError(
+        400,
+        'Failed to create boolean expression evaluator: the dev server supports ?filter on /v1/health/service only',
+      );
+    }
+    const tags = ctx.query.getAll('tag').map((t) => t.toLowerCase());
+    const nodeMeta = nodeMetaParam(ctx.query);
+    const state = this.agent.state;
+    const index = await this.block(ctx, opts, () => state.serviceIndex(name));
+    const entries = state
+      .healthEntries(name)
+      .filter(
+        (e) =>
+          e.Node.Datacenter === opts.dc &&
+          tags.every((t) => e.Service.Tags.some((s) => s.toLowerCase() === t)) &&
+          nodeMeta.every(([k, v]) => e.Node.Meta[k] === v),
+      );
+    const body = this.near(entries, ctx.query.get('near')).map(({ Node: n, Service: s }) => ({
+      ID: n.ID,
+      Node: n.Node,
+      Address: n.Address,
+      Datacenter: n.Datacenter,
+      TaggedAddresses: n.TaggedAddresses,
+      NodeMeta: n.Meta,
+      ServiceID: s.ID,
+      ServiceName: s.Service,
+      ServiceTags: s.Tags,
+      ServiceAddress: s.Address,
+      ServiceTaggedAddresses: s.TaggedAddresses ?? {},
+      ServiceWeights: s.Weights,
+      ServiceMeta: s.Meta,
+      ServicePort: s.Port,
+      ServiceEnableTagOverride: s.EnableTagOverride,
+      CreateIndex: s.CreateIndex,
+      ModifyIndex: s.ModifyIndex,
+    }));
+    return json(body, this.meta(ctx, opts, index));
+  }
+
+  /** `GET /v1/catalog/nodes`. */
+  private async catalogNodes(ctx: RouteContext): Promise<Reply> {
+    const opts = this.queryOptions(ctx);
+    const state = this.agent.state;
+    const index = await this.block(ctx, opts, () => state.nodesTableIndex());
+    return json(
+      state.allNodes().filter((n) => n.Datacenter === opts.dc),
+      this.meta(ctx, opts, index),
+    );
+  }
+
+  private ttlUpdate(ctx: RouteContext, checkId: string, status: string): Reply {
+    this.agent.updateCheck(checkId, status, ctx.query.get('note') ?? '', {
+      node: this.agent.options.nodeName,
+      ttlOnly: true,
+    });
+    return empty;
+  }
+
+  private checkUpdate(body: unknown, checkId: string): Reply {
+    const b = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+    const status = b['Status'] ?? b['status'];
+    const output = b['Output'] ?? b['output'] ?? '';
+    if (typeof status !== 'string' || typeof output !== 'string')
+      throw new ConsulApiError(400, `Invalid check status: "${String(status)}"`);
+    this.agent.updateCheck(checkId, status, output, { node: this.agent.options.nodeName, ttlOnly: true });
+    return empty;
+  }
+
+  private datacenters(): string[] {
+    const own = this.agent.options.datacenter;
+    return [own, ...[...this.agent.state.datacenters()].filter((dc) => dc !== own).sort()];
+  }
+
+  private agentSelf(): unknown {
+    const o = this.agent.options;
+    return {
+      Config: {
+        Datacenter: o.datacenter,
+        NodeName: o.nodeName,
+        NodeID: this.agent.state.node(o.nodeName)?.ID ?? '',
+        Server: true,
+        Revision: 'dev',
+        Version: '1.20.0-worker-resolver-dev',
+      },
+      Member: {
+        Name: o.nodeName,
+        Addr: o.nodeAddress,
+        Port: 8301,
+        Tags: { dc: o.datacenter, role: 'consul', build: '1.20.0' },
+        Status: 1,
+      },
+      Meta: { 'consul-network-segment': '' },
+    };
+  }
+
+  /** Parses the common query options; throws a ConsulApiError for invalid ones (Consul's texts). */
+  private queryOptions(ctx: RouteContext): QueryOptions {
+    const q = ctx.query;
+    const stale = q.has('stale');
+    const consistent = q.has('consistent');
+    const cached = q.has('cached');
+    if (stale && consistent)
+      throw new ConsulApiError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.');
+    if (cached && consistent)
+      throw new ConsulApiError(400, 'Cannot use ?cached with ?consistent, conflicting semantics.');
+    let waitMs = 0;
+    const wait = q.get('wait') ?? '';
+    if (wait !== '') {
+      const parsed = parseGoDuration(wait);
+      if (parsed === undefined) throw new ConsulApiError(400, 'Invalid wait time');
+      waitMs = parsed;
+    }
+    let minIndex = 0;
+    const index = q.get('index') ?? '';
+    if (index !== '') {
+      if (!/^\d+$/.test(index) || !Number.isSafeInteger(Number(index))) throw new ConsulApiError(400, 'Invalid index');
+      minIndex = Number(index);
+    }
+    const dc = q.get('dc') || this.agent.options.datacenter;
+    if (!this.datacenters().includes(dc)) throw new ConsulApiError(500, 'No path to datacenter');
+    return {
+      dc,
+      minIndex,
+      waitMs,
+      consistency: consistent ? 'consistent' : stale || cached ? 'stale' : 'leader',
+      cached,
+    };
+  }
+
+  /** Holds a blocking query as Consul does; returns the index to answer with (>= 1). */
+  private async block(ctx: RouteContext, opts: QueryOptions, index: () => number): Promise<number> {
+    if (opts.minIndex > 0 && index() <= opts.minIndex) {
+      await ctx.waitForIndex(
+        index,
+        opts.minIndex,
+        blockingDeadlineMs(opts.waitMs, this.options.maxWaitMs, this.options.random),
+      );
+    }
+    return Math.max(1, index());
+  }
+
+  /** Query-meta headers (and agent-cache headers with `?cached`). */
+  private meta(ctx: RouteContext, opts: QueryOptions, index: number): Record<string, string> {
+    const headers: Record<string, string> = {
+      'X-Consul-Index': String(index),
+      'X-Consul-KnownLeader': 'true',
+      'X-Consul-LastContact': '0',
+      'X-Consul-Effective-Consistency': opts.consistency,
+      'X-Consul-Default-Acl-Policy': this.options.aclEnabled ? 'deny' : 'allow',
+    };
+    if (opts.cached) {
+      const q = new URLSearchParams(ctx.query);
+      for (const k of ['index', 'wait', 'token', 'cached', 'stale']) q.delete(k);
+      q.sort();
+      const key = `${ctx.path}?${q.toString()}`;
+      const now = Date.now();
+      const hit = this.cache.get(key);
+      if (hit !== undefined && hit.index === index) {
+        headers['X-Cache'] = 'HIT';
+        headers['Age'] = String(Math.floor((now - hit.fetchedAt) / 1000));
+      } else {
+        headers['X-Cache'] = 'MISS';
+        this.cache.set(key, { index, fetchedAt: now });
+      }
+    }
+    return headers;
+  }
+
+  /** `?near=`: the named node (or the agent's for `_agent`) first, the rest in node order. */
+  private near(entries: HealthServiceEntry[], near: string | null): HealthServiceEntry[] {
+    if (near === null || near === '') return entries;
+    const target = near === '_agent' ? this.agent.options.nodeName : near;
+    return [...entries.filter((e) => e.Node.Node === target), ...entries.filter((e) => e.Node.Node !== target)];
+  }
+}
+
+function enableParam(ctx: RouteContext): boolean {
+  const raw = ctx.query.get('enable');
+  if (raw === null || raw === '') throw new ConsulApiError(400, 'Missing value for enable');
+  const value = parseBool(raw);
+  if (value === undefined) throw new ConsulApiError(400, `Invalid value for enable: "${raw}"`);
+  return value;
+}
+
+function filterParam(expr: string | null): FilterPredicate | undefined {
+  if (expr === null || expr.trim() === '') return undefined;
+  try {
+    return compileFilter(expr);
+  } catch (err) {
+    const msg = err instanceof FilterExpressionError ? err.message : String(err);
+    throw new ConsulApiError(400, `Failed to create boolean expression evaluator: ${msg}`);
+  }
+}
+
+/** `?node-meta=key:value` (repeatable, all must match). */
+function nodeMetaParam(q: URLSearchParams): Array<[string, string]> {
+  return q.getAll('node-meta').map((kv) => {
+    const at = kv.indexOf(':');
+    return at < 0 ? [kv, ''] : [kv.slice(0, at), kv.slice(at + 1)];
+  });
+}
