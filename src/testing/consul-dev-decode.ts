@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import net from 'node:net';
 import type { CheckStatus, ServiceAddress } from './consul-api-types.js';
 import type { CheckRunSpec } from './consul-dev-checks.js';
-import { formatGoDuration, parseGoDuration } from './consul-duration.js';
+import { formatGoDuration, parseGoDuration } from '../duration.js';
 import { sortedMap } from './consul-state.js';
 import type { CheckInput, ConsulState } from './consul-state.js';
 

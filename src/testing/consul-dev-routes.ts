@@ -10,7 +10,7 @@
 import type { HealthServiceEntry } from './consul-api-types.js';
 import { ConsulApiError } from './consul-dev-decode.js';
 import type { DevAgent } from './consul-dev-agent.js';
-import { parseGoDuration } from './consul-duration.js';
+import { parseGoDuration } from '../duration.js';
 import { FilterExpressionError, compileFilter } from './consul-filter.js';
 import type { FilterPredicate } from './consul-filter.js';
 

@@ -29,6 +29,6 @@ export type {
 } from './consul-api-types.js';
 export { compileFilter, FilterExpressionError } from './consul-filter.js';
 export type { FilterPredicate } from './consul-filter.js';
-export { parseGoDuration } from './consul-duration.js';
+export { parseGoDuration } from '../duration.js';
 export { ConsulDnsServer } from './consul-dns.js';
 export type { ConsulDnsOptions, ConsulDnsQuery, DnsServiceInstance } from './consul-dns.js';
