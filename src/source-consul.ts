@@ -13,6 +13,10 @@
  *     a margin, so a healthy long poll is never cut by our own timer.
  *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
  *     degrades to bounded polling, not a hot loop.
+ *  7. After any failed request the index is reset to 0: the first request after an outage
+ *     answers at once with the current state. Keeping the old index would make a Consul that
+ *     restarted with a lower index hold the request for a whole `wait` before the rule-2
+ *     reset could happen — minutes of stale workers after every restart.
  * Errors back off exponentially with full jitter; a 429 waits at least its `Retry-After`;
  * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
  * adds load. The loop never throws: each request ends in exactly one outcome for the sink.
@@ -129,6 +133,7 @@ export class ConsulSource implements Source {
           blocking,
           retryInMs,
         });
+        index = 0;
         if (!(await sleep(clock, retryInMs, signal))) return;
         continue;
       }
@@ -144,6 +149,7 @@ export class ConsulSource implements Source {
         );
         const retryInMs = backoff.next();
         sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
+        index = 0;
         if (!(await sleep(clock, retryInMs, signal))) return;
         continue;
       }
@@ -170,6 +176,7 @@ export class ConsulSource implements Source {
         const error = err as WorkerResolverError;
         const retryInMs = backoff.next();
         sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
+        index = 0;
         if (!(await sleep(clock, retryInMs, signal))) return;
         continue;
       }

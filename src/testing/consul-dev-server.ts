@@ -45,6 +45,11 @@ export class ConsulDevServer {
   /** `host:port` of the DNS interface, if started. */
   readonly dnsAddr: string | undefined;
 
+  /** The DNS interface (for its fault injection: `failNext`, `dropNext`), if started. */
+  get dnsServer(): ConsulDnsServer | undefined {
+    return this.dns;
+  }
+
   /** Armed faults, consumed by arriving requests. */
   private readonly faults = new FaultQueue();
   /** Requests in arrival order, at most MAX_RECORDED. */

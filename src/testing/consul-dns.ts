@@ -165,6 +165,12 @@ export class ConsulDnsServer {
     this.drops = count;
   }
 
+  /** Disarms `failNext` and `dropNext`. */
+  clearFaults(): void {
+    this.failure = { count: 0, rcode: 'SERVFAIL' };
+    this.drops = 0;
+  }
+
   /** Closes both sockets and every open TCP connection. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
