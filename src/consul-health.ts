@@ -41,6 +41,8 @@ type Json = Record<string, unknown>;
 
 const MAINTENANCE_CHECK = /^(_service_maintenance:|_node_maintenance$)/;
 const SCHEME = /^[a-z][a-z0-9+.-]*$/;
+/** The last label is decimal or 0x-hex: WHATWG URL would parse the host as an IPv4 number. */
+const ENDS_IN_NUMBER = /(^|\.)(\d+|0x[0-9a-f]*)$/i;
 /** RFC 1123 host names (labels of letters, digits and hyphens), optionally fully qualified. */
 const HOSTNAME =
   /^(?=.{1,253}\.?$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
@@ -106,7 +108,7 @@ function entryStatus(checks: unknown, includeWarning: boolean): WorkerStatus | '
 
 /** Formats `host` for a URL authority: IPv6 in brackets, lower case. Undefined if not a valid host. */
 export function urlHost(host: string): string | undefined {
-  const trimmed = host.trim();
+  const trimmed = host;
   if (trimmed.length === 0) return undefined;
   const bare = trimmed.startsWith('[') && trimmed.endsWith(']') ? trimmed.slice(1, -1) : trimmed;
   // A zone id (fe80::1%eth0) is not representable in a URL authority.
@@ -114,7 +116,11 @@ export function urlHost(host: string): string | undefined {
   const family = isIP(bare);
   if (family === 6) return `[${bare.toLowerCase()}]`;
   if (family === 4) return bare;
-  return HOSTNAME.test(bare) ? bare.toLowerCase().replace(/\.$/, '') : undefined;
+  const name = bare.toLowerCase().replace(/\.$/, '');
+  // WHATWG URL parsing reads a host whose last label is a number ("10", "0x1f", "1.2") as an
+  // IPv4 address: "http://10:80" is 0.0.0.10. Such a name would silently route elsewhere.
+  if (ENDS_IN_NUMBER.test(name)) return undefined;
+  return HOSTNAME.test(bare) ? name : undefined;
 }
 
 function validPort(value: unknown): number | undefined {

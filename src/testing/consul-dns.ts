@@ -395,7 +395,10 @@ function addressType(address: string): RecordType {
 }
 
 function addressRecord(name: string, address: string, ttl: number): Answer {
-  return { type: net.isIPv6(address) ? 'AAAA' : 'A', name, ttl, data: address };
+  // dns-packet's IPv6 encoder mis-encodes "::" combined with an embedded IPv4 tail
+  // ("::1:2:3.4.5.6"), so hand it the canonical form WHATWG URL produces (no dotted tail).
+  const data = net.isIPv6(address) ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+  return { type: net.isIPv6(address) ? 'AAAA' : 'A', name, ttl, data };
 }
 
 /** Consul's `.addr.` form: 8 hex digits for IPv4, 32 for IPv6. */
