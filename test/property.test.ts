@@ -36,10 +36,10 @@ const garbage = fc.oneof(
 );
 type Kind = 'ipv4' | 'ipv6' | 'hostname' | 'garbage';
 const address = fc.oneof(
-  ipv4.map((a) => ({ kind: 'ipv4', a })),
-  ipv6.map((a) => ({ kind: 'ipv6', a })),
-  hostname.map((a) => ({ kind: 'hostname', a })),
-  garbage.map((a) => ({ kind: 'garbage', a })),
+  ipv4.map((a): { kind: Kind; a: string } => ({ kind: 'ipv4', a })),
+  ipv6.map((a): { kind: Kind; a: string } => ({ kind: 'ipv6', a })),
+  hostname.map((a): { kind: Kind; a: string } => ({ kind: 'hostname', a })),
+  garbage.map((a): { kind: Kind; a: string } => ({ kind: 'garbage', a })),
 );
 const port = fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.constantFrom(0, -1, 70000, 8080.5, '8080', null));
 const status = fc.constantFrom('passing', 'warning', 'critical', 'maintenance');
