@@ -279,7 +279,7 @@ export class ConsulHealthClient {
     } catch (err) {
       throw classify(
         err as PapiError,
-        `GET ${this.where}${path.replace(/\{(\w+)\}/g, (_, k: string) => params[k] ?? '')}`,
+        `GET ${this.where}/v1${path.replace(/\{(\w+)\}/g, (_, k: string) => params[k] ?? '')}`,
       );
     } finally {
       signal.removeEventListener('abort', onAbort);

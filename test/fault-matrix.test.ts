@@ -13,6 +13,7 @@ import type { Observed } from './helpers/observed-resolver.js';
 import { delay, waitFor } from './helpers/wait.js';
 
 const HEALTH = '/v1/health/service/';
+const TOKEN = 'b7e1c2d4-matrix-s3cret-0f9a';
 const unhandled: unknown[] = [];
 const onUnhandled = (reason: unknown): void => {
   unhandled.push(reason);
@@ -93,12 +94,13 @@ describe('fault matrix: Consul HTTP faults', () => {
 
   for (const scenario of scenarios) {
     it(scenario.name, async () => {
-      consul = await ConsulDevServer.start({ dns: false });
+      consul = await ConsulDevServer.start({ dns: false, aclToken: TOKEN });
       for (let n = 1; n <= 5; n += 1) addWorker(consul, n);
       observed = observedResolver({
         service: 'worker',
         consul: {
           address: consul.httpAddr,
+          token: TOKEN,
           waitMs: 400,
           timeoutMarginMs: 200,
           backoff: { baseMs: 20, capMs: 200 },
@@ -138,6 +140,16 @@ describe('fault matrix: Consul HTTP faults', () => {
       consul.clearFaults();
       addWorker(consul, 6);
       await waitFor(() => resolver.getUrls().length === 6, 'recovery after the fault ends', 15_000);
+      const seen = await observed.everything();
+      assert.ok(seen.length > 1000, 'there is something to search');
+      assert.ok(
+        !seen.includes(TOKEN) && !seen.includes(TOKEN.slice(4, 16)),
+        'the token never shows in metrics, spans or logs',
+      );
+      assert.ok(
+        consul.requests.every((q) => q.hadToken),
+        'the token was sent on every request (header only)',
+      );
     });
   }
 });
