@@ -47,7 +47,7 @@ describe('flapping', () => {
       const elapsed = Date.now() - startedAt;
       // Settle on a known final state: workers 1..4 critical, the rest passing.
       for (let n = 1; n <= 10; n += 1) consul.setCheckStatus(`c${n}`, n <= 4 ? 'critical' : 'passing');
-      const expected = Array.from({ length: 6 }, (_, i) => `127.0.3.${i + 5}:9000`);
+      const expected = Array.from({ length: 6 }, (_, i) => `127.0.3.${i + 5}:9000`).sort();
       await waitFor(
         () => JSON.stringify(resolver.getUrls().map((u) => u.host)) === JSON.stringify(expected),
         'the final state',
