@@ -79,10 +79,13 @@ async function client(): Promise<void> {
 }
 const clients = Array.from({ length: clientCount }, () => client());
 
+/** mulberry32: a small, well-distributed seeded PRNG, so a soak run is reproducible. */
 let seed = 42;
 const rand = (n: number): number => {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return seed % n;
+  seed = (seed + 0x6d2b79f5) | 0;
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+  return ((t ^ (t >>> 14)) >>> 0) % n;
 };
 const churn = setInterval(() => {
   const n = 1 + rand(workerCount);
@@ -117,7 +120,9 @@ let lastAnswers = 0;
 process.stdout.write(
   `soak: ${values.duration}, ${workerCount} workers, ${clientCount} long-poll clients, sidecar ${sidecar.url}\n`,
 );
-process.stdout.write('elapsed  rss_mb  heap_mb  consul_req/min  sidecar_ans/min  version  workers  source  handles\n');
+process.stdout.write(
+  'elapsed  rss_mb  heap_mb  consul_req/min  sidecar_ans/min  version  workers  healthy  source  handles\n',
+);
 const reporter = setInterval(() => {
   global.gc?.();
   const mem = process.memoryUsage();
@@ -128,7 +133,7 @@ const reporter = setInterval(() => {
   process.stdout.write(
     `${String(Math.round((Date.now() - startedAt) / 1000)).padStart(6)}s  ${mb(mem.rss).padStart(6)}  ${mb(mem.heapUsed).padStart(7)}  ` +
       `${String(Math.round((consulNow - lastConsul) * perMin)).padStart(14)}  ${String(Math.round((sidecarAnswers - lastAnswers) * perMin)).padStart(15)}  ` +
-      `${String(s.version).padStart(7)}  ${String(s.urls.length).padStart(7)}  ${s.source.padEnd(6)}  ${handles()}\n`,
+      `${String(s.version).padStart(7)}  ${String(s.urls.length).padStart(7)}  ${String(consul.healthyInstances('worker')?.length ?? 0).padStart(7)}  ${s.source.padEnd(6)}  ${handles()}\n`,
   );
   lastConsul = consulNow;
   lastAnswers = sidecarAnswers;

@@ -58,6 +58,11 @@ export interface DnsQueryOptions {
   readonly signal?: AbortSignal;
   /** Timer source for the per-attempt timeout; defaults to {@link systemClock}. */
   readonly clock?: Clock;
+  /**
+   * Send an EDNS0 OPT record (default true). `false` asks the way a plain stub resolver
+   * does, so `doctor` can see the answer such a client gets (Consul cuts it to 3 records).
+   */
+  readonly edns?: boolean;
 }
 
 /** An SRV record (RFC 2782). Names are lower-case, without the trailing dot; the root is `.`. */
@@ -224,7 +229,7 @@ function exchange(
     id,
     flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ type: question.type, name: trimDot(question.name), class: 'IN' }],
-    additionals: [ednsOpt()],
+    additionals: opts.edns === false ? [] : [ednsOpt()],
   };
   const label = `${describe(server)} over ${transport}`;
   return new Promise<DnsResponse>((resolve, reject) => {

@@ -1,0 +1,424 @@
+/**
+ * The CLI's flags — the one place they are defined — and how flags and environment variables
+ * become `WorkerResolverOptions`, the listen address and the log settings. `--help` text is
+ * generated from the same table, so it cannot drift from what is parsed.
+ *
+ * Precedence: a flag, else its environment variable (empty = unset), else the default.
+ * Consul's own variables (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, TLS...) are read by
+ * `createWorkerResolver` through its `env` option, exactly as the library does. There is
+ * deliberately no `--token` flag: a command line is visible to every local user (`ps`).
+ *
+ * Everything here is pure: parsing never starts anything, so a bad flag exits before any
+ * socket exists. Errors are {@link CliUsageError}s with a one-line message.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../duration.js';
+import type { Logger } from '../events.js';
+import type { ConsulOptions, WorkerResolverOptions } from '../options.js';
+
+/** The commands that take flags from this table. */
+export type CommandName = 'serve' | 'watch' | 'doctor';
+
+/** A bad flag, environment value or combination: exit code 2. */
+export class CliUsageError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ERR_USAGE') {
+    super(message);
+    this.code = code;
+  }
+}
+
+interface FlagSpec {
+  readonly name: string;
+  /** `list` flags repeat; their environment variable is comma-separated. */
+  readonly kind: 'string' | 'boolean' | 'list';
+  /** Placeholder in `--help`. */
+  readonly arg?: string;
+  readonly env?: string;
+  /** The default as `--help` shows it. */
+  readonly def?: string;
+  readonly help: string;
+  readonly commands: readonly CommandName[];
+}
+
+const ALL: readonly CommandName[] = ['serve', 'watch', 'doctor'];
+const RUN: readonly CommandName[] = ['serve', 'watch'];
+const E = 'WORKER_RESOLVER_';
+
+/** Every flag of every command, in `--help` order. Kept as a table: one flag per line. */
+// prettier-ignore
+export const FLAGS: readonly FlagSpec[] = [
+  { name: 'service', kind: 'string', arg: 'NAME', env: `${E}SERVICE`, help: 'worker service name (required)', commands: ALL },
+  { name: 'consul', kind: 'string', arg: 'URL', env: 'CONSUL_HTTP_ADDR', def: 'http://127.0.0.1:8500', help: 'Consul HTTP address (host:port or http(s)://host:port)', commands: ALL },
+  { name: 'no-consul', kind: 'boolean', env: `${E}NO_CONSUL`, help: 'do not use Consul (needs --dns-srv or --static)', commands: ALL },
+  { name: 'token-file', kind: 'string', arg: 'PATH', env: 'CONSUL_HTTP_TOKEN_FILE', help: 'file holding the ACL token (or set CONSUL_HTTP_TOKEN); never logged', commands: ALL },
+  { name: 'datacenter', kind: 'string', arg: 'DC', env: `${E}DATACENTER`, def: "the agent's", help: 'Consul datacenter', commands: ALL },
+  { name: 'tag', kind: 'list', arg: 'TAG', env: `${E}TAGS`, help: 'keep instances carrying this tag (repeatable: all of them)', commands: ALL },
+  { name: 'filter', kind: 'string', arg: 'EXPR', env: `${E}FILTER`, help: 'Consul filter expression, and-ed with the tags', commands: ALL },
+  { name: 'node-meta', kind: 'list', arg: 'KEY:VALUE', env: `${E}NODE_META`, help: 'keep instances on nodes with this meta (repeatable)', commands: ALL },
+  { name: 'meta-match', kind: 'string', arg: 'KEY=V1,V2', env: `${E}META_MATCH`, help: 'keep instances whose Service.Meta[KEY] is one of the values', commands: ALL },
+  { name: 'include-warning', kind: 'boolean', env: `${E}INCLUDE_WARNING`, def: 'passing only', help: 'also route to instances whose checks are warning', commands: ALL },
+  { name: 'tagged-address', kind: 'string', arg: 'NAME', env: `${E}TAGGED_ADDRESS`, help: 'prefer this tagged address (lan, wan, lan_ipv4, ...)', commands: ALL },
+  { name: 'scheme', kind: 'string', arg: 'SCHEME', env: `${E}SCHEME`, def: 'http', help: 'URL scheme of the workers', commands: ALL },
+  { name: 'scheme-meta-key', kind: 'string', arg: 'KEY', env: `${E}SCHEME_META_KEY`, help: 'Service.Meta key overriding the scheme per instance', commands: ALL },
+  { name: 'stale', kind: 'boolean', env: `${E}CONSISTENCY=stale`, def: 'on', help: 'read from any Consul server (default)', commands: ALL },
+  { name: 'consistent', kind: 'boolean', env: `${E}CONSISTENCY=consistent`, help: 'read through the leader, with a quorum check', commands: ALL },
+  { name: 'cached', kind: 'boolean', env: `${E}CONSISTENCY=cached`, help: "read from the local agent's cache", commands: ALL },
+  { name: 'wait', kind: 'string', arg: 'DURATION', env: `${E}WAIT`, def: '5m', help: 'blocking-query wait (max 10m; also for watch --sidecar)', commands: RUN },
+  { name: 'dns-srv', kind: 'string', arg: 'NAME', env: `${E}DNS_SRV`, help: 'DNS SRV name: fallback, or primary with --no-consul', commands: ALL },
+  { name: 'dns-server', kind: 'list', arg: 'HOST:PORT', env: `${E}DNS_SERVERS`, def: 'system resolvers', help: 'DNS server (repeatable; IP literals)', commands: ALL },
+  { name: 'dns-transport', kind: 'string', arg: 'auto|udp|tcp', env: `${E}DNS_TRANSPORT`, def: 'auto', help: 'auto = UDP with EDNS0, TCP when cut', commands: RUN },
+  { name: 'static', kind: 'list', arg: 'URL', env: `${E}STATIC`, help: 'fixed worker URL: last resort, or the only source (repeatable)', commands: RUN },
+  { name: 'failover-after', kind: 'string', arg: 'N', env: `${E}FAILOVER_AFTER`, def: '3', help: 'consecutive Consul failures before switching to DNS', commands: RUN },
+  { name: 'failover-after-duration', kind: 'string', arg: 'DURATION', env: `${E}FAILOVER_AFTER_DURATION`, def: 'off', help: 'also switch to DNS after this long without a Consul answer', commands: RUN },
+  { name: 'min-publish-interval', kind: 'string', arg: 'DURATION', env: `${E}MIN_PUBLISH_INTERVAL`, def: '250ms', help: 'at most one publish per interval (flap damping)', commands: RUN },
+  { name: 'max-staleness', kind: 'string', arg: 'DURATION', env: `${E}MAX_STALENESS`, def: 'wait + wait/16 + 75s', help: 'mark the snapshot stale after this long without an answer', commands: RUN },
+  { name: 'guard-threshold', kind: 'string', arg: 'FRACTION', env: `${E}GUARD_THRESHOLD`, def: '0.5', help: 'hold the last set when fewer than this fraction remain (0 = off)', commands: RUN },
+  { name: 'max-tasks-per-stage', kind: 'string', arg: 'N', env: `${E}MAX_TASKS_PER_STAGE`, def: '0 (= workers)', help: 'task cap reported by worker_resolver_stage_task_cap', commands: ['serve'] },
+  { name: 'listen', kind: 'string', arg: 'HOST:PORT', env: `${E}LISTEN`, def: '127.0.0.1:9464', help: 'sidecar HTTP address (port 0 = ephemeral)', commands: ['serve'] },
+  { name: 'sidecar', kind: 'string', arg: 'URL', env: `${E}SIDECAR_URL`, help: "watch a running sidecar's /v1/workers instead of Consul", commands: ['watch'] },
+  { name: 'timeout', kind: 'string', arg: 'DURATION', env: `${E}DOCTOR_TIMEOUT`, def: '5s', help: 'time allowed for each check', commands: ['doctor'] },
+  { name: 'log-level', kind: 'string', arg: 'LEVEL', env: `${E}LOG_LEVEL`, def: 'info (watch, doctor: warn)', help: 'debug, info, warn or error', commands: ALL },
+  { name: 'log-format', kind: 'string', arg: 'json|text', env: `${E}LOG_FORMAT`, def: 'json', help: 'log lines on stderr: one JSON object or one text line per event', commands: ALL },
+  { name: 'help', kind: 'boolean', help: 'this text', commands: ALL },
+];
+
+const SUMMARY: Readonly<Record<CommandName, string>> = {
+  serve: 'Runs the resolver and serves its HTTP API (/v1/workers with long polls, /metrics, /healthz, /readyz).',
+  watch: 'Shows the live worker set; one plain line per change when stdout is not a terminal. Ctrl-C exits.',
+  doctor: "Checks Consul, the ACL token, the service's health and the DNS name, and explains what is wrong.",
+};
+
+/** The `--help` text of a command: every flag with its environment variable and default. */
+export function helpText(command: CommandName): string {
+  const rows = FLAGS.filter((f) => f.commands.includes(command)).map((f) => {
+    const left = `  --${f.name}${f.arg === undefined ? '' : ` ${f.arg}`}${f.name === 'help' ? ', -h' : ''}`;
+    const notes = [f.env === undefined ? '' : `env ${f.env}`, f.def === undefined ? '' : `default ${f.def}`];
+    const tail = notes.filter((n) => n !== '').join('; ');
+    return `${left.padEnd(38)} ${f.help}${tail === '' ? '' : ` [${tail}]`}`;
+  });
+  const consulEnv =
+    'Consul variables honoured: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL,\n' +
+    'CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY.\n' +
+    'Tracing (serve): OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT turns on the OpenTelemetry SDK.\n' +
+    'Durations are written the Consul way: 300ms, 5s, 5m, 1h30m. Exit codes: 0 ok, 1 failure, 2 bad usage.';
+  return `Usage: worker-resolver ${command} [flags]\n\n${SUMMARY[command]}\n\nFlags:\n${rows.join('\n')}\n\n${consulEnv}\n`;
+}
+
+/** Log verbosity. */
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** What a command needs, parsed and checked. */
+export interface CliConfig {
+  readonly help: boolean;
+  /** Resolver options without logger/registry/tracer (the command adds those). Undefined with `watch --sidecar`. */
+  readonly resolver: WorkerResolverOptions | undefined;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly log: { readonly level: LogLevel; readonly format: 'json' | 'text' };
+  /** `watch --sidecar`. */
+  readonly sidecarUrl: URL | undefined;
+  /** Blocking wait, in milliseconds. */
+  readonly waitMs: number;
+  /** `doctor --timeout`, in milliseconds. */
+  readonly timeoutMs: number;
+  /** Values never to print (the Consul token from the environment or its file). */
+  readonly secrets: readonly string[];
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** Parses a command's argv and environment. Throws {@link CliUsageError}. */
+export function parseCli(command: CommandName, argv: readonly string[], env: Env): CliConfig {
+  const specs = FLAGS.filter((f) => f.commands.includes(command));
+  let values: Values;
+  try {
+    const options = Object.fromEntries(
+      specs.map((f) => [
+        f.name,
+        {
+          type: f.kind === 'boolean' ? 'boolean' : 'string',
+          multiple: f.kind === 'list',
+          ...(f.name === 'help' ? { short: 'h' } : {}),
+        } as const,
+      ]),
+    );
+    values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Values;
+  } catch (err) {
+    // parseArgs errors are one line already; keep the first sentence, without its quoting advice.
+    const message =
+      err instanceof Error
+        ? (err.message.split('\n')[0] ?? '').replace(/\. To specify .*$/, '').replace(/\.$/, '')
+        : String(err);
+    throw new CliUsageError(`${message}; see worker-resolver ${command} --help`);
+  }
+  if (values['help'] === true) return { ...defaults(command), help: true };
+  const get = reader(values, env);
+  const log = {
+    level: oneOf(get('log-level'), ['debug', 'info', 'warn', 'error'], command === 'serve' ? 'info' : 'warn'),
+    format: oneOf(get('log-format'), ['json', 'text'], 'json'),
+  };
+  const wait = get('wait');
+  const waitMs = wait === undefined ? 300_000 : durationOf(wait);
+  if (wait !== undefined && !(waitMs >= 1 && waitMs <= 600_000)) {
+    throw new CliUsageError(`${wait.origin}: "${wait.value}" must be more than 0 and at most 10m (Consul's maximum)`);
+  }
+  const timeout = get('timeout');
+  const timeoutMs = timeout === undefined ? 5_000 : durationOf(timeout);
+  const sidecar = get('sidecar');
+  const base = { ...defaults(command), log, waitMs, timeoutMs, listen: listenOf(get('listen')) };
+  if (sidecar !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(sidecar.value);
+    } catch {
+      throw new CliUsageError(`${sidecar.origin}: "${sidecar.value}" is not a URL such as http://127.0.0.1:9464`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      throw new CliUsageError(`${sidecar.origin}: must be http(s)`);
+    return { ...base, sidecarUrl: url };
+  }
+  const { options, secrets } = resolverOptions(get, values, env);
+  return { ...base, resolver: options, secrets };
+}
+
+function defaults(command: CommandName): CliConfig {
+  return {
+    help: false,
+    resolver: undefined,
+    listen: { host: '127.0.0.1', port: 9464 },
+    log: { level: command === 'serve' ? 'info' : 'warn', format: 'json' },
+    sidecarUrl: undefined,
+    waitMs: 300_000,
+    timeoutMs: 5_000,
+    secrets: [],
+  };
+}
+
+/** A value and where it came from (`--flag` or `ENV_VAR`), for error messages. */
+interface Given<T> {
+  readonly value: T;
+  readonly origin: string;
+}
+
+function reader(values: Values, env: Env) {
+  function get(name: string): Given<string> | undefined {
+    const v = values[name];
+    if (typeof v === 'string') return { value: v, origin: `--${name}` };
+    const spec = FLAGS.find((f) => f.name === name);
+    const envName = spec?.env;
+    if (envName === undefined || envName.includes('=') || spec?.kind !== 'string') return undefined;
+    const e = env[envName];
+    return e === undefined || e === '' ? undefined : { value: e, origin: envName };
+  }
+  return get;
+}
+
+function listOf(values: Values, env: Env, name: string): string[] {
+  const v = values[name];
+  if (Array.isArray(v) && v.length > 0) return v;
+  const envName = FLAGS.find((f) => f.name === name)?.env ?? '';
+  return (env[envName] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function boolOf(values: Values, env: Env, name: string): boolean {
+  if (values[name] === true) return true;
+  const envName = FLAGS.find((f) => f.name === name)?.env ?? '';
+  const e = env[envName];
+  if (e === undefined || e === '') return false;
+  if (/^(1|true|yes)$/i.test(e)) return true;
+  if (/^(0|false|no)$/i.test(e)) return false;
+  throw new CliUsageError(`${envName}: "${e}" is not true or false`);
+}
+
+function oneOf<T extends string>(given: Given<string> | undefined, allowed: readonly T[], fallback: T): T {
+  if (given === undefined) return fallback;
+  if ((allowed as readonly string[]).includes(given.value)) return given.value as T;
+  throw new CliUsageError(`${given.origin}: "${given.value}" must be one of ${allowed.join(', ')}`);
+}
+
+function durationOf(given: Given<string>): number {
+  const ms = parseDuration(given.value);
+  if (ms === undefined) {
+    throw new CliUsageError(`${given.origin}: "${given.value}" is not a duration such as 300ms, 5s or 5m`);
+  }
+  return ms;
+}
+
+function integerOf(given: Given<string>): number {
+  if (!/^\d{1,9}$/.test(given.value))
+    throw new CliUsageError(`${given.origin}: "${given.value}" is not a whole number`);
+  return Number(given.value);
+}
+
+function listenOf(given: Given<string> | undefined): { host: string; port: number } {
+  if (given === undefined) return { host: '127.0.0.1', port: 9464 };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(given.value);
+  const port = Number(m?.[3]);
+  if (m === null || port > 65535) {
+    throw new CliUsageError(
+      `${given.origin}: "${given.value}" is not host:port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:0)`,
+    );
+  }
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+type Getter = (name: string) => Given<string> | undefined;
+
+/** Builds the resolver options; the library validates the values themselves (see {@link describeError}). */
+function resolverOptions(get: Getter, values: Values, env: Env): { options: WorkerResolverOptions; secrets: string[] } {
+  const service = get('service');
+  if (service === undefined) throw new CliUsageError(`missing --service (or ${E}SERVICE)`);
+  const consulFlag = get('consul');
+  const noConsul = boolOf(values, env, 'no-consul');
+  if (noConsul && values['consul'] !== undefined)
+    throw new CliUsageError('--consul and --no-consul are mutually exclusive');
+  const dnsSrv = get('dns-srv');
+  const dnsServers = listOf(values, env, 'dns-server');
+  const statics = listOf(values, env, 'static');
+  if (dnsSrv === undefined && dnsServers.length > 0) throw new CliUsageError('--dns-server needs --dns-srv');
+  if (noConsul && dnsSrv === undefined && statics.length === 0) {
+    throw new CliUsageError('--no-consul needs another source: --dns-srv or --static');
+  }
+  const chosen = ['stale', 'consistent', 'cached'].filter((c) => values[c] === true);
+  if (chosen.length > 1) throw new CliUsageError('--stale, --consistent and --cached are mutually exclusive');
+  const consistencyEnv = env[`${E}CONSISTENCY`] || undefined;
+  const consistency =
+    chosen[0] ??
+    oneOf(
+      consistencyEnv === undefined ? undefined : { value: consistencyEnv, origin: `${E}CONSISTENCY` },
+      ['stale', 'consistent', 'cached', 'default'],
+      'stale',
+    );
+  const tokenFile = get('token-file');
+  const metaMatch = get('meta-match');
+  const nodeMeta = listOf(values, env, 'node-meta').map((kv) => {
+    const i = kv.indexOf(':');
+    if (i <= 0) throw new CliUsageError(`--node-meta: "${kv}" is not KEY:VALUE`);
+    return [kv.slice(0, i), kv.slice(i + 1)] as const;
+  });
+  const wait = get('wait');
+  const str = (name: string): string | undefined => get(name)?.value;
+  const consul: ConsulOptions = {
+    ...(consulFlag !== undefined && consulFlag.origin !== 'CONSUL_HTTP_ADDR' ? { address: consulFlag.value } : {}),
+    ...(tokenFile === undefined ? {} : { tokenFile: tokenFile.value }),
+    ...opt('datacenter', str('datacenter')),
+    ...(listOf(values, env, 'tag').length > 0 ? { tags: listOf(values, env, 'tag') } : {}),
+    ...opt('filter', str('filter')),
+    ...(nodeMeta.length > 0 ? { nodeMeta: Object.fromEntries(nodeMeta) } : {}),
+    ...(metaMatch === undefined ? {} : { metaMatch: metaMatchOf(metaMatch) }),
+    ...(boolOf(values, env, 'include-warning') ? { includeWarning: true } : {}),
+    ...opt('taggedAddress', str('tagged-address')),
+    ...opt('scheme', str('scheme')),
+    ...opt('schemeMetaKey', str('scheme-meta-key')),
+    consistency: consistency as NonNullable<ConsulOptions['consistency']>,
+    ...(wait === undefined ? {} : { waitMs: durationOf(wait) }),
+  };
+  const num = (name: string, parse: (g: Given<string>) => number): number | undefined => {
+    const g = get(name);
+    return g === undefined ? undefined : parse(g);
+  };
+  const threshold = num('guard-threshold', fractionOf);
+  const transport = get('dns-transport');
+  // An explicit --token-file must win over an inherited CONSUL_HTTP_TOKEN (the library prefers the token).
+  const resolverEnv = tokenFile?.origin === '--token-file' ? { ...env, CONSUL_HTTP_TOKEN: undefined } : env;
+  const options: WorkerResolverOptions = {
+    service: service.value,
+    env: resolverEnv,
+    ...(noConsul ? {} : { consul }),
+    ...(dnsSrv === undefined
+      ? {}
+      : {
+          dns: {
+            name: dnsSrv.value,
+            ...(dnsServers.length > 0 ? { servers: dnsServers } : {}),
+            ...(transport === undefined ? {} : { transport: oneOf(transport, ['auto', 'udp', 'tcp'], 'auto') }),
+            ...opt('scheme', str('scheme')),
+          },
+        }),
+    ...(statics.length > 0 ? { static: statics } : {}),
+    ...opt('failoverAfter', num('failover-after', integerOf)),
+    ...opt('failoverAfterMs', num('failover-after-duration', durationOf)),
+    ...opt('minPublishIntervalMs', num('min-publish-interval', durationOf)),
+    ...opt('maxStalenessMs', num('max-staleness', durationOf)),
+    ...opt('maxTasksPerStage', num('max-tasks-per-stage', integerOf)),
+    ...(threshold === undefined ? {} : { massFailureGuard: threshold === 0 ? false : { threshold } }),
+  };
+  return { options, secrets: secretsOf(resolverEnv, tokenFile?.value) };
+}
+
+function opt<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
+
+function fractionOf(given: Given<string>): number {
+  const n = /^\d*\.?\d+$/.test(given.value) ? Number(given.value) : Number.NaN;
+  if (!(n >= 0 && n <= 1))
+    throw new CliUsageError(`${given.origin}: "${given.value}" is not a fraction between 0 and 1`);
+  return n;
+}
+
+function metaMatchOf(given: Given<string>): { key: string; values: string[] } {
+  const i = given.value.indexOf('=');
+  const values = given.value
+    .slice(i + 1)
+    .split(',')
+    .filter((v) => v !== '');
+  if (i <= 0 || values.length === 0) throw new CliUsageError(`${given.origin}: "${given.value}" is not KEY=V1,V2`);
+  return { key: given.value.slice(0, i), values };
+}
+
+/** The token, from the environment or its file, so the logger can redact it even if a bug leaked it. */
+function secretsOf(env: Env, tokenFile: string | undefined): string[] {
+  const secrets = [env['CONSUL_HTTP_TOKEN']];
+  const file = tokenFile ?? env['CONSUL_HTTP_TOKEN_FILE'];
+  if (file !== undefined && file !== '') {
+    try {
+      secrets.push(readFileSync(file, 'utf8').trim());
+    } catch {
+      // Unreadable: createWorkerResolver reports it as an option error.
+    }
+  }
+  return secrets.filter((s): s is string => s !== undefined && s.length >= 4);
+}
+
+const LEVELS: Readonly<Record<LogLevel, number>> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Errors become their message in log fields (a JSON `{}` tells nobody anything). */
+function plain(_key: string, value: unknown): unknown {
+  if (value instanceof Error) return value.message;
+  return typeof value === 'bigint' ? String(value) : value;
+}
+
+/**
+ * The CLI's logger: one line per event on stderr (stdout belongs to the command's output),
+ * JSON `{"time","level","msg",...fields}` or `time LEVEL msg key=value`. Any secret that
+ * reached a line anyway is replaced by `[redacted]`: the library never logs the token, this
+ * is the second lock.
+ */
+export function createCliLogger(
+  log: CliConfig['log'],
+  secrets: readonly string[],
+  write: (line: string) => void = (line) => process.stderr.write(line),
+): Logger {
+  const emit =
+    (level: LogLevel) =>
+    (msg: string, fields: Record<string, unknown> = {}): void => {
+      if (LEVELS[level] < LEVELS[log.level]) return;
+      const time = new Date().toISOString();
+      // assign() keeps time/level/msg first and lets no field overwrite them.
+      let line =
+        log.format === 'json'
+          ? JSON.stringify(Object.assign({ time, level, msg }, fields, { time, level, msg }), plain)
+          : `${time} ${level.toUpperCase().padEnd(5)} ${msg}${Object.entries(fields)
+              .map(([k, v]) => ` ${k}=${typeof v === 'string' && /^[^\s"=]+$/.test(v) ? v : JSON.stringify(v, plain)}`)
+              .join('')}`;
+      for (const secret of secrets) line = line.split(secret).join('[redacted]');
+      write(`${line}\n`);
+    };
+  return { debug: emit('debug'), info: emit('info'), warn: emit('warn'), error: emit('error') };
+}
