@@ -31,3 +31,5 @@ export type { ResolverTracing, ResolverTracingOptions, StageRequest } from './tr
 export { Planner } from './instrumented-planner.js';
 export type { PlannerOptions, PlannerRouteOptions } from './instrumented-planner.js';
 export type { RefreshOutcome } from './semconv.js';
+export { startSidecar } from './sidecar.js';
+export type { Sidecar, SidecarOptions } from './sidecar.js';
