@@ -6,8 +6,9 @@
  * Why not `node:dns`: it cannot pick the transport, does not say whether an answer was
  * truncated or carried EDNS, and hides the rcode. Consul's DNS interface cuts UDP answers
  * to `udp_answer_limit` (3) records *without* setting TC unless `enable_truncate` is on,
- * so a client that wants the whole worker set must notice a server that ignores EDNS and
- * ask again over TCP.
+ * and trims EDNS answers to the advertised payload size, again without TC; so a client
+ * that wants the whole worker set must notice a server that ignores EDNS, or an answer
+ * that fills the payload, and ask again over TCP.
  *
  * Spoofing: every attempt uses a fresh socket (so a fresh ephemeral source port) and a
  * random 16-bit id; UDP sockets are connected, so the kernel only delivers datagrams from
@@ -125,11 +126,19 @@ export interface DnsResponse {
   /** True if the answer carried an OPT record (the server speaks EDNS0). */
   readonly edns: boolean;
   readonly transport: 'udp' | 'tcp';
+  /** Size of the DNS message on the wire, in bytes (without TCP framing). */
+  readonly size: number;
   readonly server: DnsServer;
 }
 
 /** The UDP payload size we advertise; Consul caps what it sends to this. */
 const EDNS_UDP_PAYLOAD_SIZE = 4096;
+/**
+ * An EDNS answer this close to the payload size may have been trimmed silently (Consul drops
+ * records until the answer fits, and sets TC only with `enable_truncate`). One SRV record
+ * plus its address is under 100 bytes; 512 leaves room for long target names.
+ */
+const TRIM_MARGIN = 512;
 
 /**
  * Parses `1.2.3.4`, `1.2.3.4:8600`, `::1` (no port) or `[::1]:8600`; the port defaults
@@ -197,8 +206,12 @@ async function queryServer(question: DnsQuestion, server: DnsServer, opts: DnsQu
   const udp = await exchange('udp', question, server, opts);
   // TC means "incomplete". No OPT means the server ignored EDNS0, and Consul (without
   // enable_truncate) then cuts to a few records without TC: only TCP is trustworthy.
+  // With EDNS, Consul trims an answer to fit the advertised payload size, again without TC:
+  // an answer that fills the payload to within TRIM_MARGIN bytes may have lost records.
   // NXDOMAIN and empty answers cannot have been cut, so they need no second round trip.
-  const mayBeCut = udp.truncated || (!udp.edns && udp.rcode === 'NOERROR' && udp.answers.length > 0);
+  const hasRecords = udp.rcode === 'NOERROR' && udp.answers.length > 0;
+  const nearLimit = udp.size >= EDNS_UDP_PAYLOAD_SIZE - TRIM_MARGIN;
+  const mayBeCut = udp.truncated || (hasRecords && (!udp.edns || nearLimit));
   if (opts.transport === 'auto' && mayBeCut) return exchange('tcp', question, server, opts);
   return udp;
 }
@@ -361,6 +374,7 @@ function interpret(
     additionals: additionals.filter((record) => record.type !== 'OPT').map(toRecord),
     truncated: decoded.flag_tc,
     edns: additionals.some((record) => record.type === 'OPT'),
+    size: packet.length - headerOffset,
     transport,
     server,
   };

@@ -329,4 +329,34 @@ describe('fault matrix: DNS faults', () => {
       await observed.resolver.close();
     }
   });
+
+  it('an EDNS answer trimmed to the payload size without TC (100 workers): auto re-asks over TCP and gets all', async () => {
+    const big = await ConsulDevServer.start();
+    try {
+      for (let n = 1; n <= 100; n += 1) {
+        big.registerService({
+          Name: 'big',
+          ID: `big-${n}`,
+          Address: `127.0.4.${n}`,
+          Port: 9000,
+          Check: { CheckID: `big-${n}`, TTL: '1h', Status: 'passing' },
+        });
+      }
+      const observed = observedResolver({
+        service: 'big',
+        dns: { name: '_big._tcp.service.consul', servers: [big.dnsAddr!] },
+        env: {},
+      });
+      try {
+        const s = await observed.resolver.ready({ timeoutMs: 5000 });
+        assert.equal(s.urls.length, 100);
+        const transports = big.dnsServer!.queries.map((q) => q.transport);
+        assert.deepEqual(transports.slice(0, 2), ['udp', 'tcp'], 'a full UDP answer is confirmed over TCP');
+      } finally {
+        await observed.resolver.close();
+      }
+    } finally {
+      await big.stop();
+    }
+  });
 });
