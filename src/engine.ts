@@ -19,7 +19,7 @@
 import type { Clock, TimerHandle } from './clock.js';
 import type { Logger, ResolverObserver } from './events.js';
 import { EMPTY_SNAPSHOT, buildWorkerSet, diffWorkers, isEmptyDiff, makeSnapshot } from './snapshot.js';
-import type { Worker, WorkerSnapshot } from './snapshot.js';
+import type { Worker, WorkerCache, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 import type { Source, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
 
 /** Mass-failure guard settings. */
@@ -54,12 +54,17 @@ export interface EngineConfig {
 interface Answer {
   readonly workers: readonly Worker[];
   readonly index: number | undefined;
+  /** Reused by the next build of the same source (unchanged workers keep their objects). */
+  readonly cache: WorkerCache;
 }
 
 interface Pending {
   readonly source: SourceKind;
   readonly workers: readonly Worker[];
   readonly index: number | undefined;
+  /** The diff against `base`, when apply() already computed it; flush() reuses it if `base` is still current. */
+  readonly diff?: WorkerDiff;
+  readonly base?: WorkerSnapshot;
 }
 
 /** Drives the sources and owns the current snapshot. */
@@ -152,9 +157,9 @@ export class Engine {
     let rejected = 0;
     if (outcome.ok) {
       if (!outcome.unchanged) {
-        const set = buildWorkerSet(outcome.workers);
+        const set = buildWorkerSet(outcome.workers, this.answers.get(source)?.cache);
         rejected = outcome.rejected + set.rejected;
-        this.answers.set(source, { workers: set.workers, index: outcome.index });
+        this.answers.set(source, { workers: set.workers, index: outcome.index, cache: set.cache });
       } else {
         const previous = this.answers.get(source);
         if (previous !== undefined) this.answers.set(source, { ...previous, index: outcome.index });
@@ -242,19 +247,22 @@ export class Engine {
     const answer = this.answers.get(source);
     if (answer === undefined) return;
     const published = this.current;
-    const intended = this.pending ?? {
-      source: published.source,
-      workers: published.workers,
-      index: published.consulIndex,
-    };
-    const sameAsIntended = intended.source === source && isEmptyDiff(diffWorkers(intended.workers, answer.workers));
-    if (published.version > 0 && sameAsIntended && this.pending === undefined) {
+    const pending = this.pending;
+    const intended = pending ?? { source: published.source, workers: published.workers, index: published.consulIndex };
+    const diff = diffWorkers(intended.workers, answer.workers);
+    if (published.version > 0 && pending === undefined && intended.source === source && isEmptyDiff(diff)) {
       this.clearGuard(answer.workers.length);
       this.touch(answer.index);
       return;
     }
     if (this.guardHolds(answer.workers.length)) return;
-    this.schedulePublish({ source, workers: answer.workers, index: answer.index });
+    this.schedulePublish({
+      source,
+      workers: answer.workers,
+      index: answer.index,
+      // Without a pending state the diff above is against the published snapshot: keep it for flush().
+      ...(pending === undefined ? { diff, base: published } : {}),
+    });
   }
 
   /** True while the guard keeps the last good set; starts, and ends, the guard as needed. */
@@ -323,7 +331,8 @@ export class Engine {
     this.pending = undefined;
     if (next === undefined || this.closed) return;
     const previous = this.current;
-    const diff = diffWorkers(previous.workers, next.workers);
+    const diff =
+      next.base === previous && next.diff !== undefined ? next.diff : diffWorkers(previous.workers, next.workers);
     if (previous.version > 0 && previous.source === next.source && isEmptyDiff(diff)) {
       this.touch(next.index);
       return;

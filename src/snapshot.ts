@@ -75,29 +75,49 @@ export interface WorkerSet {
 }
 
 /**
+ * Frozen workers of a source's previous answer, keyed by the candidate URL string they were
+ * built from. Lets an answer that repeats most of the previous one reuse those workers: no
+ * URL parsing, no freezing, and an identity fast path in {@link diffWorkers}.
+ */
+export type WorkerCache = ReadonlyMap<string, Worker>;
+
+/** A worker set and the cache to pass to the next {@link buildWorkerSet} of the same source. */
+export interface BuiltWorkerSet extends WorkerSet {
+  readonly cache: WorkerCache;
+}
+
+/**
  * Turns source candidates into frozen, deduplicated, URL-sorted workers. The URL is parsed
  * once here; a candidate whose URL does not parse is counted in `rejected`, never thrown.
  * On duplicate URLs the candidate with the smallest id wins, so the result does not depend
- * on the order the source listed them in.
+ * on the order the source listed them in. With `cache` (from the previous build of the same
+ * source), unchanged candidates reuse their frozen worker.
  */
-export function buildWorkerSet(candidates: readonly WorkerCandidate[]): WorkerSet {
+export function buildWorkerSet(candidates: readonly WorkerCandidate[], cache?: WorkerCache): BuiltWorkerSet {
   const byHref = new Map<string, Worker>();
+  const nextCache = new Map<string, Worker>();
   let rejected = 0;
   for (const candidate of candidates) {
-    let url: URL;
-    try {
-      url = new URL(candidate.url);
-    } catch {
-      rejected += 1;
-      continue;
+    let worker = cache?.get(candidate.url);
+    if (worker === undefined || !sameAsCandidate(worker, candidate)) {
+      let url: URL;
+      try {
+        url = new URL(candidate.url);
+      } catch {
+        rejected += 1;
+        continue;
+      }
+      worker = freezeWorker(url, candidate);
     }
-    const existing = byHref.get(url.href);
-    if (existing !== undefined && existing.id <= candidate.id) continue;
-    byHref.set(url.href, freezeWorker(url, candidate));
+    nextCache.set(candidate.url, worker);
+    const href = worker.url.href;
+    const existing = byHref.get(href);
+    if (existing !== undefined && existing.id <= worker.id) continue;
+    byHref.set(href, worker);
   }
   const hrefs = [...byHref.keys()].sort();
   const workers = hrefs.map((href) => byHref.get(href) as Worker);
-  return { workers: Object.freeze(workers), rejected };
+  return { workers: Object.freeze(workers), rejected, cache: nextCache };
 }
 
 function freezeWorker(url: URL, c: WorkerCandidate): Worker {
@@ -114,12 +134,39 @@ function freezeWorker(url: URL, c: WorkerCandidate): Worker {
   });
 }
 
-/** The identity of a worker for change detection: every published field. */
-function workerKey(w: Worker): string {
-  const meta = Object.keys(w.meta)
-    .sort()
-    .map((k) => [k, w.meta[k]]);
-  return JSON.stringify([w.url.href, w.id, w.node, w.status, w.weight, w.tags, meta]);
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameMeta(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const k of keys) if (a[k] !== b[k] || !Object.hasOwn(b, k)) return false;
+  return true;
+}
+
+/** The fields compared for change detection; the URL is compared by the caller. */
+type Comparable = Omit<Worker, 'url'>;
+
+/** True if a worker carries exactly the candidate's fields. */
+function sameAsCandidate(w: Comparable, c: Comparable): boolean {
+  return (
+    w.id === c.id &&
+    w.node === c.node &&
+    w.address === c.address &&
+    w.port === c.port &&
+    w.status === c.status &&
+    w.weight === c.weight &&
+    sameStrings(w.tags, c.tags) &&
+    sameMeta(w.meta, c.meta)
+  );
+}
+
+/** True if two workers with the same URL differ in none of their published fields. */
+function sameWorker(a: Worker, b: Worker): boolean {
+  return a === b || sameAsCandidate(a, b);
 }
 
 /** What changed between two worker sets, by URL. */
@@ -149,7 +196,7 @@ export function diffWorkers(before: readonly Worker[], after: readonly Worker[])
       added.push(a);
       j += 1;
     } else {
-      if (workerKey(a) !== workerKey(b)) updated.push(a);
+      if (!sameWorker(a, b)) updated.push(a);
       i += 1;
       j += 1;
     }
