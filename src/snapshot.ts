@@ -6,28 +6,15 @@
  * element; `urls[i]` is `workers[i].url`. The engine swaps snapshots by reference in one
  * assignment, so a reader never observes a half-built state.
  */
-import type { SourceKind, WorkerCandidate, WorkerStatus } from './source.js';
+import type { SourceKind, WorkerCandidate } from './source.js';
 
-/** A worker in a published snapshot. */
-export interface Worker {
+/**
+ * A worker in a published snapshot: the fields a source reported (see {@link WorkerCandidate}:
+ * `id`, `node`, `address`, `port`, `tags`, `meta`, `status`, `weight`), frozen, with the URL parsed.
+ */
+export interface Worker extends Omit<WorkerCandidate, 'url'> {
   /** Base URL of the worker (scheme, host, port). Shared with `snapshot.urls`; do not mutate. */
   readonly url: URL;
-  /** Stable instance id (Consul `Service.ID`; `target:port` for DNS; the URL for static). */
-  readonly id: string;
-  /** Consul node name, or the SRV target for DNS. */
-  readonly node: string;
-  /** Host part of the URL without brackets. */
-  readonly address: string;
-  /** TCP port. */
-  readonly port: number;
-  /** Service tags (Consul only). */
-  readonly tags: readonly string[];
-  /** Service meta (Consul only). */
-  readonly meta: Readonly<Record<string, string>>;
-  /** Aggregated health status. */
-  readonly status: WorkerStatus;
-  /** Relative weight reported by the source (1 when it has none). */
-  readonly weight: number;
 }
 
 /** An immutable, versioned view of the healthy workers. */
