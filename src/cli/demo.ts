@@ -14,6 +14,7 @@
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { parseDuration } from '../duration.js';
+import { sleep, systemClock } from '../clock.js';
 import type { Logger } from '../events.js';
 import { createWorkerResolver } from '../resolver.js';
 import type { DiscoveringWorkerResolver } from '../resolver.js';
@@ -309,7 +310,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     const events = schedule(dev, initial, startWorker);
     const chaos = (async () => {
       for (let step = 0; !stop.signal.aborted; step += 1) {
-        await sleep(flags.eventsEveryMs, stop.signal);
+        await sleep(systemClock, flags.eventsEveryMs, stop.signal);
         if (stop.signal.aborted) break;
         const event = events[step % events.length] as DemoEvent;
         say(`event     ${event.say}`);
@@ -355,17 +356,4 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
       `${counts.changes} worker-set changes`,
   );
   return status === 0 && counts.mismatch === 0 ? 0 : status === 0 ? 1 : status;
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

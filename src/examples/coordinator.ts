@@ -16,6 +16,7 @@
  *    lost or double-counted while workers came and went.
  */
 import http from 'node:http';
+import { sleep, systemClock } from '../clock.js';
 import { performance } from 'node:perf_hooks';
 import type { Planner } from '../instrumented-planner.js';
 import type { StagePlan } from '../planner.js';
@@ -287,22 +288,9 @@ export async function runJobs(options: JobLoopOptions): Promise<void> {
       });
       if (signal.aborted) break;
       options.onJob(report);
-      await sleep(options.intervalMs ?? 2000, signal);
+      await sleep(systemClock, options.intervalMs ?? 2000, signal);
     }
   } finally {
     agent.destroy();
   }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
