@@ -73,6 +73,8 @@ export interface HealthResponse {
   readonly index: number | undefined;
   readonly body: Buffer;
   readonly knownLeader: boolean | undefined;
+  /** `X-Consul-Results-Filtered-By-ACLs: true`: the token could not see some of the results. */
+  readonly filteredByAcls: boolean;
 }
 
 /** The narrow slice of the papi client (`consul._get`) we use; not in the package's typings. */
@@ -319,6 +321,7 @@ export class ConsulHealthClient {
       index,
       body: res.body ?? Buffer.alloc(0),
       knownLeader: leader === undefined ? undefined : leader === 'true',
+      filteredByAcls: header(res, 'x-consul-results-filtered-by-acls') === 'true',
     };
   }
 

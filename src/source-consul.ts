@@ -13,7 +13,9 @@
  *     a margin, so a healthy long poll is never cut by our own timer.
  *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
  *     degrades to bounded polling, not a hot loop.
- *  7. After any failed request the index is reset to 0: the first request after an outage
+ *  7. An answer Consul marks `X-Consul-Results-Filtered-By-ACLs` is incomplete (the token
+ *     cannot see some instances): an ACL error, never a worker set.
+ *  8. After any failed request the index is reset to 0: the first request after an outage
  *     answers at once with the current state. Keeping the old index would make a Consul that
  *     restarted with a lower index hold the request for a whole `wait` before the rule-2
  *     reset could happen — minutes of stale workers after every restart.
@@ -148,6 +150,21 @@ export class ConsulSource implements Source {
           'Consul answer has no valid X-Consul-Index header',
         );
         const retryInMs = backoff.next();
+        sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
+        index = 0;
+        if (!(await sleep(clock, retryInMs, signal))) return;
+        continue;
+      }
+
+      if (response.filteredByAcls) {
+        // Consul dropped instances this token may not see (typically no node:read): the list is
+        // incomplete, so it must not replace the last good set. Reported like a 403.
+        const error = new WorkerResolverError(
+          ErrorCode.CONSUL_ACL,
+          `Consul filtered the answer for service "${this.config.query.service}" by ACLs ` +
+            '(X-Consul-Results-Filtered-By-ACLs): the token needs service:read on it and node:read on its nodes',
+        );
+        const retryInMs = this.retryDelay(error, backoff);
         sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
         index = 0;
         if (!(await sleep(clock, retryInMs, signal))) return;

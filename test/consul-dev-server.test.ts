@@ -449,3 +449,32 @@ describe('ConsulDevServer: headers, consistency modes and ACLs', { timeout: 60_0
     assert.ok(!JSON.stringify(dev.requests).includes(token), 'the token value is never recorded');
   });
 });
+
+describe('ConsulDevServer: ACL-filtered reads', () => {
+  it('a valid token without node:read gets 200 [] with X-Consul-Results-Filtered-By-ACLs, the full token the entries', async () => {
+    const consul = await ConsulDevServer.start({ dns: false, aclToken: 'full', aclFilteredTokens: ['partial'] });
+    try {
+      consul.registerService({ Name: 'web', ID: 'web-1', Address: '127.0.0.1', Port: 80 });
+      const read = async (token: string): Promise<{ status: number; filtered: string | null; body: unknown }> => {
+        const res = await fetch(`${consul.httpAddr}/v1/health/service/web`, { headers: { 'X-Consul-Token': token } });
+        return {
+          status: res.status,
+          filtered: res.headers.get('x-consul-results-filtered-by-acls'),
+          body: await res.json(),
+        };
+      };
+      const partial = await read('partial');
+      assert.deepEqual([partial.status, partial.filtered, partial.body], [200, 'true', []]);
+      const full = await read('full');
+      assert.equal(full.status, 200);
+      assert.equal(full.filtered, null);
+      assert.equal((full.body as unknown[]).length, 1);
+      const unknown = await fetch(`${consul.httpAddr}/v1/health/service/web`, {
+        headers: { 'X-Consul-Token': 'nope' },
+      });
+      assert.equal(unknown.status, 403);
+    } finally {
+      await consul.stop();
+    }
+  });
+});

@@ -226,6 +226,25 @@ describe('Consul source against the Consul dev server', () => {
     );
   });
 
+  it('an answer filtered by ACLs (token without node:read) is an ACL error, never an empty worker list', async () => {
+    await ctx.consul.stop();
+    ctx.consul = await ConsulDevServer.start({
+      dns: false,
+      aclToken: 'full-token',
+      aclFilteredTokens: ['no-node-read'],
+    });
+    register(ctx.consul, 1);
+    register(ctx.consul, 2);
+    const r = start(ctx, { consul: { token: 'no-node-read', aclRetryMs: 60_000 } });
+    await waitFor(() => failures(ctx).length === 1, 'the filtered answer');
+    const f = failures(ctx)[0]!;
+    assert.equal(f.error.code, ErrorCode.CONSUL_ACL);
+    assert.match(f.error.message, /node:read/);
+    assert.ok(f.retryInMs >= 60_000, 'retried slowly, like a 403');
+    assert.equal(r.snapshot().version, 0, 'the empty, filtered list was not published');
+    assert.ok(!f.error.message.includes('no-node-read'), 'the token is not in the message');
+  });
+
   it('malformed, truncated and oversized answers are errors that keep the last good set', async () => {
     for (let n = 1; n <= 30; n += 1) register(ctx.consul, n);
     const r = start(ctx, { consul: { maxResponseBytes: 64 * 1024 } });

@@ -22,6 +22,12 @@ export interface ConsulDevServerOptions {
    * stays open, as in Consul.
    */
   aclToken?: string;
+  /**
+   * Further valid tokens that lack `node:read` (with ACLs on): health and catalog service
+   * reads made with one answer `200 []` plus `X-Consul-Results-Filtered-By-ACLs: true`, as
+   * Consul does for an authenticated token whose results were filtered out.
+   */
+  aclFilteredTokens?: readonly string[];
   /** DNS interface: `false` to disable; default `{ port: 0 }`. */
   dns?: false | { port?: number; udpAnswerLimit?: number; enableTruncate?: boolean };
   /** Cap of `?wait`, in milliseconds; default 600 000 (Consul's 10 minutes). */
@@ -67,6 +73,14 @@ export function validateOptions(o: ConsulDevServerOptions): void {
   }
   if (o.aclToken !== undefined && (typeof o.aclToken !== 'string' || o.aclToken === '')) {
     throw new InvalidOptionError('aclToken', 'must be a non-empty string');
+  }
+  if (
+    o.aclFilteredTokens !== undefined &&
+    (o.aclToken === undefined ||
+      !Array.isArray(o.aclFilteredTokens) ||
+      !o.aclFilteredTokens.every((t) => typeof t === 'string' && t !== ''))
+  ) {
+    throw new InvalidOptionError('aclFilteredTokens', 'must be non-empty strings, with aclToken set');
   }
   for (const name of ['datacenter', 'nodeName', 'nodeAddress'] as const) {
     const value = o[name];

@@ -50,6 +50,8 @@ export class ConsulDevServer {
     return this.dns;
   }
 
+  /** Valid tokens without node:read: their service reads come back filtered to `[]`. */
+  private readonly aclFilteredTokens: readonly string[];
   /** Armed faults, consumed by arriving requests. */
   private readonly faults = new FaultQueue();
   /** Requests in arrival order, at most MAX_RECORDED. */
@@ -67,7 +69,9 @@ export class ConsulDevServer {
     private readonly tracker: ConnectionTracker,
     private readonly dns: ConsulDnsServer | undefined,
     scheme: 'http' | 'https',
+    aclFilteredTokens: readonly string[],
   ) {
+    this.aclFilteredTokens = aclFilteredTokens;
     const address = server.address() as net.AddressInfo;
     this.host = address.address;
     this.port = address.port;
@@ -143,6 +147,7 @@ export class ConsulDevServer {
         tracker,
         dns,
         tls === undefined ? 'http' : 'https',
+        [...(options.aclFilteredTokens ?? [])],
       );
       churn = () => dev.churn;
       return dev;
@@ -339,7 +344,8 @@ export class ConsulDevServer {
       return;
     }
     const truncate = fault?.kind === 'truncate';
-    if (this.aclToken !== undefined && !path.startsWith('/v1/status/') && token !== this.aclToken) {
+    const filteredByAcls = token !== undefined && this.aclFilteredTokens.includes(token);
+    if (this.aclToken !== undefined && !path.startsWith('/v1/status/') && token !== this.aclToken && !filteredByAcls) {
       // Consul: no token = the anonymous token, denied by default; an unknown token = "ACL not found".
       this.tracker.send(
         req,
@@ -360,7 +366,13 @@ export class ConsulDevServer {
       readBody: () => readJsonBody(req),
       waitForIndex: (index, minIndex, waitMs) => this.tracker.waitForIndex(res, index, minIndex, waitMs),
     };
-    void this.api.handle(ctx).then((reply) => this.tracker.send(req, res, reply, truncate));
+    void this.api.handle(ctx).then((reply) => {
+      const filtered =
+        filteredByAcls && reply.status === 200 && /^\/v1\/(health|catalog)\/service\//.test(path)
+          ? { ...reply, headers: { ...reply.headers, 'X-Consul-Results-Filtered-By-ACLs': 'true' }, body: '[]' }
+          : reply;
+      this.tracker.send(req, res, filtered, truncate);
+    });
   }
 
   /** Query-meta headers for a canned 2xx answer, so that only its body is wrong. */
