@@ -10,6 +10,7 @@ import { runCli, within } from './fixtures/cli-http.js';
 import { freePort } from './helpers/prometheus.js';
 
 const TOKEN = 'doctor-token-5a5a5a5a-0001';
+const FILTERED_TOKEN = 'no-node-read-token-2222';
 
 function register(consul: ConsulDevServer, service: string, count: number, status: 'passing' | 'critical'): void {
   for (let n = 1; n <= count; n += 1) {
@@ -53,7 +54,7 @@ describe('worker-resolver doctor', () => {
       Check: { CheckID: 'crit-drained-check', TTL: '1h', Status: 'passing' },
     });
     open.setServiceMaintenance('crit-drained', true, 'rolling restart');
-    acl = await ConsulDevServer.start({ dns: false, aclToken: TOKEN });
+    acl = await ConsulDevServer.start({ dns: false, aclToken: TOKEN, aclFilteredTokens: [FILTERED_TOKEN] });
     register(acl, 'few', 2, 'passing');
   });
   after(async () => {
@@ -93,6 +94,14 @@ describe('worker-resolver doctor', () => {
     assert.match(denied, /service "few" \{ policy = "read" \}/);
     assert.match(denied, /node_prefix "" \{ policy = "read" \}/);
     assert.ok(!bad.lines.join('\n').includes(wrong), 'the token is never printed');
+
+    const filtered = await doctor(['--service', 'few'], {
+      CONSUL_HTTP_ADDR: acl.httpAddr,
+      CONSUL_HTTP_TOKEN: FILTERED_TOKEN,
+    });
+    assert.equal(filtered.code, 1);
+    assert.match(line(filtered.lines, /^✗ .*filtered instances out/), /node_prefix "" \{ policy = "read" \}/);
+    assert.ok(!filtered.lines.join('\n').includes(FILTERED_TOKEN), 'the token is never printed');
 
     const none = await doctor(['--service', 'few', '--consul', acl.httpAddr]);
     assert.equal(none.code, 1);

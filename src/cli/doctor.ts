@@ -112,6 +112,14 @@ async function checkConsul(
         { index: 0, waitMs: 0, timeoutMs, signal: AbortSignal.timeout(timeoutMs) },
       );
       body = res.body;
+      if (res.filteredByAcls) {
+        report.fail(
+          `the ACL token can read service "${service}" but Consul filtered instances out of the answer ` +
+            '(X-Consul-Results-Filtered-By-ACLs): the resolver treats such answers as ACL errors',
+          'add to the token\'s policy: node_prefix "" { policy = "read" } (and service:read on the service)',
+        );
+        return;
+      }
       report.ok(`${hasToken ? 'the ACL token' : 'anonymous access'} can read service "${service}"`);
     } catch (err) {
       explainHealthError(err, service, hasToken, report);
