@@ -328,8 +328,14 @@ export class ConsulHealthClient {
   /** `GET /v1/status/leader` → the leader's address, or '' when the cluster has none. */
   async leader(timeoutMs: number, signal: AbortSignal): Promise<string> {
     const res = await this.get('status.leader', '/status/leader', {}, {}, timeoutMs, signal);
-    const parsed: unknown = JSON.parse((res.body ?? Buffer.from('""')).toString('utf8'));
-    return typeof parsed === 'string' ? parsed : '';
+    try {
+      const parsed: unknown = JSON.parse((res.body ?? Buffer.from('""')).toString('utf8'));
+      return typeof parsed === 'string' ? parsed : '';
+    } catch (cause) {
+      throw new WorkerResolverError(ErrorCode.CONSUL_MALFORMED, 'Consul /v1/status/leader answer is not JSON', {
+        cause,
+      });
+    }
   }
 
   /** Closes pooled keep-alive sockets. The client must not be used afterwards. */

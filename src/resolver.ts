@@ -17,7 +17,7 @@ import {
   resolveStatic,
 } from './options.js';
 import type { WorkerResolverOptions } from './options.js';
-import { EMPTY_SNAPSHOT, buildWorkerSet, makeSnapshot } from './snapshot.js';
+import { buildWorkerSet, makeSnapshot } from './snapshot.js';
 import type { WorkerSnapshot } from './snapshot.js';
 import { ConsulSource } from './source-consul.js';
 import { Planner } from './instrumented-planner.js';
@@ -255,5 +255,3 @@ export class StaticWorkerResolver implements WorkerResolver {
     return this.current;
   }
 }
-
-export { EMPTY_SNAPSHOT };

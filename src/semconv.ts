@@ -4,7 +4,6 @@
  * `@opentelemetry/semantic-conventions`, and the `worker_resolver.*` names are this
  * package's own. Renaming one is a breaking change for anyone querying traces.
  */
-import { readFileSync } from 'node:fs';
 import type { SourceOutcome } from './source.js';
 
 /** Standard: the class of error (OTel semconv `error.type`); here the bounded `ErrorType` enum. */
@@ -94,24 +93,3 @@ export function refreshOutcome(outcome: SourceOutcome): RefreshOutcome {
 
 /** Instrumentation scope name of the tracer (the npm package name). */
 export const SCOPE_NAME = 'worker-resolver';
-
-let cachedVersion: string | undefined;
-
-/**
- * The package version (for `worker_resolver_build_info` and the tracer's scope version),
- * read once from the package's own `package.json` (one level above both `src/` and `dist/`).
- * `unknown` if it cannot be read (a bundler moved the file).
- */
-export function packageVersion(): string {
-  if (cachedVersion === undefined) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-        version?: unknown;
-      };
-      cachedVersion = typeof pkg.version === 'string' ? pkg.version : 'unknown';
-    } catch {
-      cachedVersion = 'unknown';
-    }
-  }
-  return cachedVersion;
-}

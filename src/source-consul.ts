@@ -31,7 +31,7 @@ import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
 import { parseHealthBody } from './consul-health.js';
 import type { ConsulWorkerPolicy } from './consul-health.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { Source, SourceSink } from './source.js';
+import type { Source, SourceSink, WorkerCandidate } from './source.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
@@ -101,7 +101,7 @@ export class ConsulSource implements Source {
   }
 
   private async run(client: ConsulHealthClient, sink: SourceSink, signal: AbortSignal): Promise<void> {
-    const { clock, waitMs } = this.config;
+    const { clock } = this.config;
     const bucket = new TokenBucket({ ...this.config.rateLimit, clock });
     const backoff = new Backoff({
       ...this.config.backoff,
@@ -113,102 +113,68 @@ export class ConsulSource implements Source {
       if (pace > 0 && !(await sleep(clock, pace, signal))) return;
 
       const blocking = index > 0;
-      const timeoutMs = blocking
-        ? blockingTimeoutMs(waitMs, this.config.timeoutMarginMs)
-        : this.config.requestTimeoutMs;
       const started = clock.monotonic();
-      let response;
-      try {
-        response = await client.healthService(this.config.query, { index, waitMs, timeoutMs, signal });
-      } catch (err) {
-        if (signal.aborted) return;
-        const error =
-          err instanceof WorkerResolverError
-            ? err
-            : new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request failed', { cause: err });
-        const retryInMs = this.retryDelay(error, backoff);
-        sink.onOutcome({
-          ok: false,
-          source: 'consul',
-          error,
-          durationMs: clock.monotonic() - started,
-          blocking,
-          retryInMs,
-        });
-        index = 0;
-        if (!(await sleep(clock, retryInMs, signal))) return;
-        continue;
-      }
+      const result = await this.attempt(client, index, signal);
       if (signal.aborted) return;
       const durationMs = clock.monotonic() - started;
 
-      if (response.index === undefined) {
-        // Without an index the loop cannot block; treat the answer as malformed rather than
-        // silently degrading to a hot poll.
-        const error = new WorkerResolverError(
-          ErrorCode.CONSUL_MALFORMED,
-          'Consul answer has no valid X-Consul-Index header',
-        );
-        const retryInMs = backoff.next();
-        sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
-        index = 0;
-        if (!(await sleep(clock, retryInMs, signal))) return;
-        continue;
-      }
-
-      if (response.filteredByAcls) {
-        // Consul dropped instances this token may not see (typically no node:read): the list is
-        // incomplete, so it must not replace the last good set. Reported like a 403.
-        const error = new WorkerResolverError(
-          ErrorCode.CONSUL_ACL,
-          `Consul filtered the answer for service "${this.config.query.service}" by ACLs ` +
-            '(X-Consul-Results-Filtered-By-ACLs): the token needs service:read on it and node:read on its nodes',
-        );
-        const retryInMs = this.retryDelay(error, backoff);
-        sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
-        index = 0;
-        if (!(await sleep(clock, retryInMs, signal))) return;
-        continue;
-      }
-
-      if (blocking && Math.max(1, response.index) === index) {
-        backoff.reset();
-        sink.onOutcome({
-          ok: true,
-          source: 'consul',
-          workers: [],
-          rejected: 0,
-          index,
-          unchanged: true,
-          durationMs,
-          blocking,
-        });
-        continue;
-      }
-
-      let parsed;
-      try {
-        parsed = parseHealthBody(response.body, this.config.policy);
-      } catch (err) {
-        const error = err as WorkerResolverError;
-        const retryInMs = backoff.next();
-        sink.onOutcome({ ok: false, source: 'consul', error, durationMs, blocking, retryInMs });
+      if (result instanceof WorkerResolverError) {
+        const retryInMs = this.retryDelay(result, backoff);
+        sink.onOutcome({ ok: false, source: 'consul', error: result, durationMs, blocking, retryInMs });
         index = 0;
         if (!(await sleep(clock, retryInMs, signal))) return;
         continue;
       }
       backoff.reset();
-      sink.onOutcome({
-        ok: true,
-        source: 'consul',
-        workers: parsed.workers,
-        rejected: parsed.rejected,
-        index: response.index,
-        unchanged: false,
-        durationMs,
-        blocking,
-      });
-      index = nextIndex(index, response.index);
+      sink.onOutcome({ ok: true, source: 'consul', ...result, durationMs, blocking });
+      if (!result.unchanged) index = nextIndex(index, result.index);
+    }
+  }
+
+  /**
+   * One request and what it means, as a value: the answer's workers, "unchanged" (rule 4),
+   * or the coded error that ends this attempt (rules 7 and the transport/body errors).
+   */
+  private async attempt(
+    client: ConsulHealthClient,
+    index: number,
+    signal: AbortSignal,
+  ): Promise<
+    { workers: WorkerCandidate[]; rejected: number; index: number; unchanged: boolean } | WorkerResolverError
+  > {
+    const { waitMs, query } = this.config;
+    const blocking = index > 0;
+    const timeoutMs = blocking ? blockingTimeoutMs(waitMs, this.config.timeoutMarginMs) : this.config.requestTimeoutMs;
+    let response;
+    try {
+      response = await client.healthService(query, { index, waitMs, timeoutMs, signal });
+    } catch (err) {
+      return err instanceof WorkerResolverError
+        ? err
+        : new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request failed', { cause: err });
+    }
+    if (response.index === undefined) {
+      // Without an index the loop cannot block; treat the answer as malformed rather than
+      // silently degrading to a hot poll.
+      return new WorkerResolverError(ErrorCode.CONSUL_MALFORMED, 'Consul answer has no valid X-Consul-Index header');
+    }
+    if (response.filteredByAcls) {
+      // Consul dropped instances this token may not see (typically no node:read): the list is
+      // incomplete, so it must not replace the last good set. Reported like a 403.
+      return new WorkerResolverError(
+        ErrorCode.CONSUL_ACL,
+        `Consul filtered the answer for service "${query.service}" by ACLs ` +
+          '(X-Consul-Results-Filtered-By-ACLs): the token needs service:read on it and node:read on its nodes',
+      );
+    }
+    if (blocking && Math.max(1, response.index) === index) {
+      return { workers: [], rejected: 0, index, unchanged: true };
+    }
+    try {
+      const parsed = parseHealthBody(response.body, this.config.policy);
+      return { workers: parsed.workers, rejected: parsed.rejected, index: response.index, unchanged: false };
+    } catch (err) {
+      return err as WorkerResolverError;
     }
   }
 

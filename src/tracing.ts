@@ -24,6 +24,7 @@ import { InvalidOptionError, WorkerResolverError } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import type { RouteOptions, StagePlan } from './planner.js';
 import * as attr from './semconv.js';
+import { packageVersion } from './version.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 
 /** Options of {@link createResolverTracing}. */
@@ -112,7 +113,7 @@ export function createResolverTracing(options: ResolverTracingOptions): Resolver
     throw new InvalidOptionError('maxWorkerEvents', 'must be an integer >= 0');
   }
   const service = options.service;
-  const tracer: Tracer = options.tracerProvider.getTracer(attr.SCOPE_NAME, attr.packageVersion());
+  const tracer: Tracer = options.tracerProvider.getTracer(attr.SCOPE_NAME, packageVersion());
   const base = { [attr.ATTR_SERVICE]: service };
   /** The refresh span being processed; only set between an onRefresh and its microtask. */
   let open: OpenRefresh | undefined;

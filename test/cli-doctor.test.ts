@@ -7,7 +7,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConsulDevServer } from '../src/testing/index.js';
 import { runCli, within } from './fixtures/cli-http.js';
-import { freePort } from './helpers/prometheus.js';
+import { freeTcpPort as freePort } from './helpers/ports.js';
 
 const TOKEN = 'doctor-token-5a5a5a5a-0001';
 const FILTERED_TOKEN = 'no-node-read-token-2222';

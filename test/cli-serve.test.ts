@@ -11,7 +11,7 @@ import net from 'node:net';
 import { ConsulDevServer } from '../src/testing/index.js';
 import { httpGet, runCli, within } from './fixtures/cli-http.js';
 import type { CliProcess } from './fixtures/cli-http.js';
-import { freePort } from './helpers/prometheus.js';
+import { freeTcpPort as freePort } from './helpers/ports.js';
 import { waitFor } from './helpers/wait.js';
 
 const TOKEN = 'c0ffee00-5ec2-e7e7-0ken-000000000001';

@@ -11,6 +11,7 @@ import type { Clock } from '../src/clock.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
 import { ConsulDnsServer } from '../src/testing/consul-dns.js';
 import type { DnsServiceInstance } from '../src/testing/consul-dns.js';
+import { freeUdpPort as closedPort } from './helpers/ports.js';
 
 type Reply = Packet | Buffer;
 type Handler = (request: DecodedPacket, transport: 'udp' | 'tcp') => Reply[];
@@ -65,15 +66,6 @@ function answer(request: DecodedPacket, answers: Answer[], options: { flags?: nu
     answers,
     additionals: options.edns === true ? (request.additionals ?? []).filter((a) => a.type === 'OPT') : [],
   };
-}
-
-/** A UDP port nobody listens on: the kernel answers ICMP port unreachable. */
-async function closedPort(): Promise<number> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
 }
 
 /** Open UDP/TCP handles, measured after closes in progress have had time to finish. */

@@ -10,7 +10,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import type { DnsServer } from '../src/dns-client.js';
 import type { SourceAnswer, SourceOutcome } from '../src/source.js';
 import { DnsSrvSource, resolveSrvWorkers } from '../src/source-dns-srv.js';
 import type { DnsSrvSourceConfig } from '../src/source-dns-srv.js';
+import { freeUdpPort as freePort } from './helpers/ports.js';
 
 const RECORDS = [
   // _w: priority 10 is the preferred set (w2 heavier than w1); priority 20 is a backup.
@@ -45,14 +45,6 @@ const RECORDS = [
 function findDnsmasq(): string | undefined {
   const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin'];
   return dirs.map((dir) => path.join(dir, 'dnsmasq')).find((candidate) => existsSync(candidate));
-}
-
-async function freePort(): Promise<number> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
 }
 
 /** Starts dnsmasq on a random port and waits until it answers; retries if the port was taken. */

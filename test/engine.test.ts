@@ -1,19 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine } from '../src/engine.js';
 import type { EngineConfig } from '../src/engine.js';
-import type { FailoverEvent, GuardEvent, Logger, PublishEvent, StaleEvent } from '../src/events.js';
+import type { FailoverEvent, GuardEvent, PublishEvent, StaleEvent } from '../src/events.js';
 import { ErrorCode } from '../src/errors.js';
-import { ManualClock } from './helpers/manual-clock.js';
-import { FakeSource, worker, workers } from './helpers/fake-source.js';
+import { worker, workers } from './helpers/fake-source.js';
+import { startEngine } from './helpers/engine-harness.js';
+import type { EngineHarness } from './helpers/engine-harness.js';
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
-interface Harness {
-  engine: Engine;
-  clock: ManualClock;
-  consul: FakeSource;
-  dns: FakeSource;
+interface Harness extends EngineHarness {
   publishes: PublishEvent[];
   failovers: FailoverEvent[];
   stale: StaleEvent[];
@@ -21,37 +15,17 @@ interface Harness {
 }
 
 function harness(overrides: Partial<EngineConfig> = {}): Harness {
-  const clock = new ManualClock();
-  const consul = new FakeSource('consul');
-  const dns = new FakeSource('dns');
   const publishes: PublishEvent[] = [];
   const failovers: FailoverEvent[] = [];
   const stale: StaleEvent[] = [];
   const guards: GuardEvent[] = [];
-  const engine = new Engine({
-    service: 'svc',
-    consul,
-    dns,
-    staticWorkers: undefined,
-    failoverAfterFailures: 3,
-    failoverAfterMs: undefined,
-    maxStalenessMs: 60_000,
-    guard: undefined,
-    minPublishIntervalMs: 0,
-    clock,
-    logger: silent,
-    observers: [
-      {
-        onPublish: (e) => publishes.push(e),
-        onFailover: (e) => failovers.push(e),
-        onStaleChange: (e) => stale.push(e),
-        onGuardChange: (e) => guards.push(e),
-      },
-    ],
-    ...overrides,
-  });
-  engine.start();
-  return { engine, clock, consul, dns, publishes, failovers, stale, guards };
+  const recorder = {
+    onPublish: (e: PublishEvent) => publishes.push(e),
+    onFailover: (e: FailoverEvent) => failovers.push(e),
+    onStaleChange: (e: StaleEvent) => stale.push(e),
+    onGuardChange: (e: GuardEvent) => guards.push(e),
+  };
+  return { ...startEngine({ observers: [recorder], ...overrides }), publishes, failovers, stale, guards };
 }
 
 const hosts = (h: Harness): string[] => h.engine.current.urls.map((u) => u.host);

@@ -1,20 +1,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry, register as globalRegister } from 'prom-client';
-import { Engine } from '../src/engine.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
-import type { Logger, RefreshEvent } from '../src/events.js';
+import type { RefreshEvent } from '../src/events.js';
 import { createResolverMetrics } from '../src/metrics.js';
 import type { ResolverMetrics } from '../src/metrics.js';
 import { planStage } from '../src/planner.js';
-import { packageVersion } from '../src/semconv.js';
+import { packageVersion } from '../src/version.js';
 import { buildWorkerSet, makeSnapshot } from '../src/snapshot.js';
 import type { WorkerSnapshot } from '../src/snapshot.js';
 import type { SourceOutcome } from '../src/source.js';
-import { FakeSource, workers } from './helpers/fake-source.js';
-import { ManualClock } from './helpers/manual-clock.js';
-
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+import { workers } from './helpers/fake-source.js';
+import { startEngine } from './helpers/engine-harness.js';
 
 /** The DESIGN §7 table plus the extras: name → [type, label names]. */
 const CONTRACT: Record<string, [string, string[]]> = {
@@ -78,25 +75,11 @@ function refresh(outcome: Partial<SourceOutcome> & Pick<SourceOutcome, 'ok'>, ex
 }
 
 function harness(metrics: ResolverMetrics) {
-  const clock = new ManualClock();
-  const consul = new FakeSource('consul');
-  const dns = new FakeSource('dns');
-  const engine = new Engine({
-    service: 'svc',
-    consul,
-    dns,
-    staticWorkers: undefined,
+  return startEngine({
     failoverAfterFailures: 2,
-    failoverAfterMs: undefined,
-    maxStalenessMs: 60_000,
     guard: { threshold: 0.5, minWorkers: 3, holdMs: 10_000 },
-    minPublishIntervalMs: 0,
-    clock,
-    logger: silent,
     observers: [metrics],
   });
-  engine.start();
-  return { engine, clock, consul, dns };
 }
 
 describe('metrics: the DESIGN §7 contract', () => {

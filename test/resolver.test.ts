@@ -2,7 +2,6 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { ConsulDevServer } from '../src/testing/index.js';
 import {
   createWorkerResolver,
@@ -15,19 +14,9 @@ import type { FailoverEvent, WorkerSnapshot } from '../src/index.js';
 import { waitFor } from './helpers/wait.js';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry, register as globalRegistry } from 'prom-client';
+import { freeTcpPort as closedPort } from './helpers/ports.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
-
-/** A loopback port with nothing listening (connections are refused). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 function registerWorkers(consul: ConsulDevServer, count: number): void {
   for (let n = 1; n <= count; n += 1) {

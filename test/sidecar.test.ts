@@ -5,8 +5,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { Registry } from 'prom-client';
 import { createWorkerResolver } from '../src/index.js';
 import type { DiscoveringWorkerResolver } from '../src/index.js';
@@ -16,6 +14,7 @@ import { ConsulDevServer } from '../src/testing/index.js';
 import { httpGet, within } from './fixtures/cli-http.js';
 import { promtool } from './helpers/prometheus.js';
 import { waitFor } from './helpers/wait.js';
+import { freeTcpPort as closedPort } from './helpers/ports.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -29,15 +28,6 @@ function register(consul: ConsulDevServer, n: number): void {
     Meta: { zone: 'a' },
     Check: { CheckID: `check-${n}`, TTL: '1h', Status: 'passing' },
   });
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 interface WorkersBody {

@@ -4,20 +4,18 @@ import { SpanStatusCode } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import { Engine } from '../src/engine.js';
 import type { EngineConfig } from '../src/engine.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
-import type { Logger, RefreshEvent } from '../src/events.js';
+import type { RefreshEvent } from '../src/events.js';
 import { Planner } from '../src/instrumented-planner.js';
 import { createResolverMetrics } from '../src/metrics.js';
 import { planStage, routeTasks } from '../src/planner.js';
 import { createResolverTracing } from '../src/tracing.js';
 import type { ResolverTracing } from '../src/tracing.js';
 import { EMPTY_SNAPSHOT, buildWorkerSet, makeSnapshot } from '../src/snapshot.js';
-import { FakeSource, workers } from './helpers/fake-source.js';
-import { ManualClock } from './helpers/manual-clock.js';
+import { workers } from './helpers/fake-source.js';
+import { startEngine } from './helpers/engine-harness.js';
 
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function setup(options: { maxWorkerEvents?: number } = {}) {
@@ -30,26 +28,12 @@ function setup(options: { maxWorkerEvents?: number } = {}) {
 }
 
 function engineWith(tracing: ResolverTracing, overrides: Partial<EngineConfig> = {}) {
-  const clock = new ManualClock();
-  const consul = new FakeSource('consul');
-  const dns = new FakeSource('dns');
-  const engine = new Engine({
-    service: 'svc',
-    consul,
-    dns,
-    staticWorkers: undefined,
+  return startEngine({
     failoverAfterFailures: 2,
-    failoverAfterMs: undefined,
-    maxStalenessMs: 60_000,
     guard: { threshold: 0.5, minWorkers: 3, holdMs: 10_000 },
-    minPublishIntervalMs: 0,
-    clock,
-    logger: silent,
     observers: [tracing],
     ...overrides,
   });
-  engine.start();
-  return { engine, clock, consul, dns };
 }
 
 const ms = (hr: readonly [number, number]): number => hr[0] * 1000 + hr[1] / 1e6;

@@ -11,10 +11,10 @@
  * Shutdown (Ctrl-C, SIGTERM or `--duration`) stops things in the reverse order of their
  * start and leaves no handle behind, so the process exits by itself with status 0.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { parseDuration } from '../duration.js';
-import { sleep, systemClock } from '../clock.js';
 import type { Logger } from '../events.js';
 import { createWorkerResolver } from '../resolver.js';
 import type { DiscoveringWorkerResolver } from '../resolver.js';
@@ -310,7 +310,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     const events = schedule(dev, initial, startWorker);
     const chaos = (async () => {
       for (let step = 0; !stop.signal.aborted; step += 1) {
-        await sleep(systemClock, flags.eventsEveryMs, stop.signal);
+        await delay(flags.eventsEveryMs, undefined, { signal: stop.signal }).catch(() => undefined);
         if (stop.signal.aborted) break;
         const event = events[step % events.length] as DemoEvent;
         say(`event     ${event.say}`);

@@ -8,7 +8,7 @@
  * Commands are imported on demand: `--help` does not load the OpenTelemetry SDK, and `demo`
  * (written separately) is only needed when asked for.
  */
-import { readFileSync } from 'node:fs';
+import { packageVersion } from '../version.js';
 import { InvalidOptionError } from '../errors.js';
 import { CliUsageError } from './config.js';
 
@@ -23,11 +23,6 @@ Usage:
   worker-resolver --version        the package version
 
 Exit codes: 0 ok, 1 failure, 2 bad usage.`;
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Library option paths → the flag that sets them, so option errors name what the user typed. */
 const OPTION_FLAGS: Readonly<Record<string, string>> = {
@@ -86,7 +81,7 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (command === 'help') return main(rest.length > 0 ? [...rest, '--help'] : []);
   if (command === '--version' || command === '-v') {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
   const load = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;

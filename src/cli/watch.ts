@@ -11,6 +11,7 @@
  * `<time> version=3 source=consul stale=false workers=3 +http://10.0.0.3:8080/ -http://10.0.0.1:8080/`.
  * Ctrl-C (or SIGTERM) exits 0.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { Backoff } from '../backoff.js';
 import { formatDuration } from '../duration.js';
 import { createWorkerResolver } from '../resolver.js';
@@ -231,10 +232,7 @@ async function followSidecar(base: URL, waitMs: number, display: Display, signal
       const message = `cannot follow ${base.origin}: ${err instanceof Error ? err.message : String(err)}`;
       if (display.isTty()) display.setNote(`${message}; retrying in ${formatDuration(delayMs)}`);
       else process.stderr.write(`${new Date().toISOString()} ${message}\n`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, delayMs);
-        signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-      });
+      await delay(delayMs, undefined, { signal }).catch(() => undefined);
     }
   }
 }

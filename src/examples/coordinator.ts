@@ -15,8 +15,8 @@
  * 5. Merge, and compare with the answer computed locally: the demo's proof that nothing was
  *    lost or double-counted while workers came and went.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import http from 'node:http';
-import { sleep, systemClock } from '../clock.js';
 import { performance } from 'node:perf_hooks';
 import type { Planner } from '../instrumented-planner.js';
 import type { StagePlan } from '../planner.js';
@@ -288,7 +288,7 @@ export async function runJobs(options: JobLoopOptions): Promise<void> {
       });
       if (signal.aborted) break;
       options.onJob(report);
-      await sleep(systemClock, options.intervalMs ?? 2000, signal);
+      await delay(options.intervalMs ?? 2000, undefined, { signal }).catch(() => undefined);
     }
   } finally {
     agent.destroy();

@@ -6,9 +6,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freeTcpPort } from './ports.js';
 
 /** Path of `name` on PATH; throws a clear error when it is missing. */
 export function requireBinary(name: 'prometheus' | 'promtool'): string {
@@ -32,18 +32,6 @@ export function promtool(args: readonly string[], input?: string): { status: num
   });
   if (result.error !== undefined) throw result.error;
   return { status: result.status ?? -1, output: `${result.stdout}${result.stderr}` };
-}
-
-/** A free loopback TCP port (bound then released: a tiny race, acceptable in tests). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** One sample of an instant-query result. */
@@ -108,7 +96,7 @@ export class PrometheusProcess {
     ].join('\n');
     const configFile = path.join(dir, 'prometheus.yml');
     await writeFile(configFile, config);
-    const port = await freePort();
+    const port = await freeTcpPort();
     const child = spawn(
       bin,
       [

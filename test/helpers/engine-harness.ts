@@ -1,0 +1,40 @@
+/** An Engine driven by fake sources on a manual clock, with test defaults any test can override. */
+import { Engine } from '../../src/engine.js';
+import type { EngineConfig } from '../../src/engine.js';
+import type { Logger } from '../../src/events.js';
+import { FakeSource } from './fake-source.js';
+import { ManualClock } from './manual-clock.js';
+
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface EngineHarness {
+  readonly engine: Engine;
+  readonly clock: ManualClock;
+  /** The fake sources (present even when an override leaves one out of the engine). */
+  readonly consul: FakeSource;
+  readonly dns: FakeSource;
+}
+
+/** Creates and starts an engine: Consul + DNS fakes, failover after 3, no guard, no damping. */
+export function startEngine(overrides: Partial<EngineConfig> = {}): EngineHarness {
+  const clock = new ManualClock();
+  const consul = new FakeSource('consul');
+  const dns = new FakeSource('dns');
+  const engine = new Engine({
+    service: 'svc',
+    consul,
+    dns,
+    staticWorkers: undefined,
+    failoverAfterFailures: 3,
+    failoverAfterMs: undefined,
+    maxStalenessMs: 60_000,
+    guard: undefined,
+    minPublishIntervalMs: 0,
+    clock,
+    logger: silentLogger,
+    observers: [],
+    ...overrides,
+  });
+  engine.start();
+  return { engine, clock, consul, dns };
+}
