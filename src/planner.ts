@@ -7,7 +7,7 @@
  * spans is the job of the instrumented planner built on top of them.
  */
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
-import type { WorkerSnapshot } from './snapshot.js';
+import type { Worker, WorkerSnapshot } from './snapshot.js';
 
 /** Options of {@link taskCap}. */
 export interface TaskCapOptions {
@@ -106,6 +106,21 @@ function fmix32(input: number): number {
 }
 
 /**
+ * The URL hash of each worker, computed once per snapshot: a snapshot's `workers` array is
+ * frozen and shared until the next publish, so every stage routed against it reuses them.
+ */
+const hashesByWorkers = new WeakMap<readonly Worker[], Uint32Array>();
+
+function urlHashes(workers: readonly Worker[]): Uint32Array {
+  let hashes = hashesByWorkers.get(workers);
+  if (hashes === undefined) {
+    hashes = Uint32Array.from(workers, (w) => hash32(w.url.href));
+    hashesByWorkers.set(workers, hashes);
+  }
+  return hashes;
+}
+
+/**
  * Assigns one worker URL per task, against one snapshot.
  * - `round-robin`: consecutive workers from a random start (DataFusion's default).
  * - `seeded`: the same, from a start derived from `queryId` and `stageId`, so a retried
@@ -145,7 +160,7 @@ export function routeTasks(snapshot: WorkerSnapshot, options: RouteOptions): rea
   ) {
     throw new InvalidOptionError('taskKeys', `must be an array of ${taskCount} strings`);
   }
-  const workerHashes = workers.map((w) => hash32(w.url.href));
+  const workerHashes = urlHashes(workers);
   for (let i = 0; i < taskCount; i += 1) {
     const keyHash = hash32((keys as readonly string[] | undefined)?.[i] ?? `${String(options.stageId)}/${i}`);
     let best = 0;
@@ -153,7 +168,7 @@ export function routeTasks(snapshot: WorkerSnapshot, options: RouteOptions): rea
     for (let j = 0; j < n; j += 1) {
       // u in (0, 1); -w/ln(u) is the weighted HRW score (Schindelhauer & Schomaker), which
       // reduces to plain HRW ordering when all weights are equal.
-      const u = (fmix32(keyHash ^ (workerHashes[j] as number)) + 0.5) / 4294967296;
+      const u = (fmix32(keyHash ^ (workerHashes[j] ?? 0)) + 0.5) / 4294967296;
       const weight = (workers[j]?.weight ?? 1) > 0 ? (workers[j]?.weight ?? 1) : Number.MIN_VALUE;
       const score = -weight / Math.log(u);
       if (score > bestScore) {
