@@ -47,7 +47,11 @@ export interface ConsulClientConfig {
 export interface HealthQuery {
   readonly service: string;
   readonly passingOnly: boolean;
-  readonly tag: string | undefined;
+  /**
+   * Keep only instances carrying every one of these tags: one `tag=` parameter each, which
+   * Consul matches case-insensitively (the same rule for one tag and for several).
+   */
+  readonly tags: readonly string[];
   readonly filter: string | undefined;
   readonly datacenter: string | undefined;
   readonly near: string | undefined;
@@ -292,7 +296,7 @@ export class ConsulHealthClient {
   async healthService(q: HealthQuery, r: HealthRequest): Promise<HealthResponse> {
     const query: Record<string, string | string[]> = {};
     if (q.passingOnly) query['passing'] = '1';
-    if (q.tag !== undefined) query['tag'] = q.tag;
+    if (q.tags.length > 0) query['tag'] = [...q.tags];
     if (q.filter !== undefined) query['filter'] = q.filter;
     if (q.datacenter !== undefined) query['dc'] = q.datacenter;
     if (q.near !== undefined) query['near'] = q.near;

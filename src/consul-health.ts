@@ -13,9 +13,9 @@ import type { WorkerCandidate, WorkerStatus } from './source.js';
 /** How a Consul health entry becomes a worker. */
 export interface ConsulWorkerPolicy {
   /**
-   * Tagged address to prefer (`lan`, `wan`, `lan_ipv4`, `wan_ipv6`, ...): looked up in
-   * `Service.TaggedAddresses` first, then `Node.TaggedAddresses`; falls back to
-   * `Service.Address`, then `Node.Address`.
+   * Tagged address to prefer (`lan`, `wan`, `lan_ipv4`, `wan_ipv6`, ...), in Consul's order:
+   * `Service.TaggedAddresses[t]`, then `Service.Address`, then `Node.TaggedAddresses[t]`, then
+   * `Node.Address`.
    */
   readonly taggedAddress: string | undefined;
   /** URL scheme of workers, e.g. `http`. */
@@ -43,9 +43,12 @@ const MAINTENANCE_CHECK = /^(_service_maintenance:|_node_maintenance$)/;
 const SCHEME = /^[a-z][a-z0-9+.-]*$/;
 /** The last label is decimal or 0x-hex: WHATWG URL would parse the host as an IPv4 number. */
 const ENDS_IN_NUMBER = /(^|\.)(\d+|0x[0-9a-f]*)$/i;
-/** RFC 1123 host names (labels of letters, digits and hyphens), optionally fully qualified. */
+/**
+ * Host names: labels of letters, digits, hyphens and underscores (RFC 1123 plus `_`, which
+ * WHATWG URL accepts and Docker Compose service names use), optionally fully qualified.
+ */
 const HOSTNAME =
-  /^(?=.{1,253}\.?$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+  /^(?=.{1,253}\.?$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i;
 
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -132,7 +135,16 @@ interface Endpoint {
   readonly port: unknown;
 }
 
-/** DESIGN §4.1 address order: tagged address (service, then node), Service.Address, Node.Address. */
+/**
+ * Consul's own address order (`structs.CheckServiceNode.BestAddress`, which its DNS uses too;
+ * DESIGN §4.1). With a tagged address configured: the service-level tagged address, then
+ * `Service.Address`, then the node-level tagged address, then `Node.Address`. Without one:
+ * `Service.Address`, then `Node.Address`. A containerised worker registers its own
+ * `Service.Address`; the node's tagged address must not override it.
+ *
+ * The port is the service-level tagged address's port when that address was chosen and its
+ * port is not 0 (Consul's "use the service port"), else `Service.Port`.
+ */
 function chooseEndpoint(node: Json, service: Json, tagged: string | undefined): Endpoint | undefined {
   const servicePort = service['Port'];
   if (tagged !== undefined) {
@@ -140,17 +152,20 @@ function chooseEndpoint(node: Json, service: Json, tagged: string | undefined): 
     if (isObject(serviceTagged)) {
       const t = serviceTagged[tagged];
       if (isObject(t) && typeof t['Address'] === 'string' && t['Address'] !== '') {
-        return { host: t['Address'], port: t['Port'] ?? servicePort };
+        const port = t['Port'];
+        return { host: t['Address'], port: port === undefined || port === null || port === 0 ? servicePort : port };
       }
     }
+  }
+  const serviceAddress = str(service['Address']);
+  if (serviceAddress !== undefined && serviceAddress !== '') return { host: serviceAddress, port: servicePort };
+  if (tagged !== undefined) {
     const nodeTagged = node['TaggedAddresses'];
     if (isObject(nodeTagged)) {
       const t = nodeTagged[tagged];
       if (typeof t === 'string' && t !== '') return { host: t, port: servicePort };
     }
   }
-  const serviceAddress = str(service['Address']);
-  if (serviceAddress !== undefined && serviceAddress !== '') return { host: serviceAddress, port: servicePort };
   const nodeAddress = str(node['Address']);
   if (nodeAddress !== undefined && nodeAddress !== '') return { host: nodeAddress, port: servicePort };
   return undefined;

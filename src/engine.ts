@@ -93,6 +93,12 @@ export class Engine {
   /** Monotonic time since when answers have been below the guard threshold; undefined = guard idle. */
   private guardSince: number | undefined;
   private guardTimer: TimerHandle | undefined;
+  /**
+   * Set when the guard's hold timer fired: the hold is over, whatever the monotonic clock
+   * says (Node may fire a timer a little before `performance.now()` reaches its deadline;
+   * without this flag nothing would re-arm and the old set would be held until the next answer).
+   */
+  private guardHoldOver = false;
   private staleTimer: TimerHandle | undefined;
   private noContactTimer: TimerHandle | undefined;
   /** Stop of the DNS source after a failback; awaited by close(). */
@@ -110,7 +116,6 @@ export class Engine {
     const { consul, dns, staticWorkers } = this.config;
     if (consul !== undefined) {
       consul.start(this.sink);
-      this.armNoContactTimer();
     } else if (dns !== undefined) {
       dns.start(this.sink);
     } else if (staticWorkers !== undefined) {
@@ -177,7 +182,8 @@ export class Engine {
       this.onFailure(outcome.source, outcome.error.code, outcome.error.message);
     } else if (source === 'consul') {
       this.consulFailures = 0;
-      this.armNoContactTimer();
+      this.noContactTimer?.cancel();
+      this.noContactTimer = undefined;
       if (this.fallbackActive) this.failback();
     }
     if (outcome.ok && source === this.active) this.apply(source);
@@ -193,6 +199,7 @@ export class Engine {
     }
     if (source === 'consul') {
       this.consulFailures += 1;
+      if (this.consulFailures === 1) this.armNoContactTimer();
       if (this.consulFailures >= this.config.failoverAfterFailures) this.failover('consul-failures');
     }
     this.maybeLastResort();
@@ -287,13 +294,15 @@ export class Engine {
       );
       this.replaceCurrent({ guarded: true });
       this.emit('onGuardChange', { service: this.config.service, active: true, reported, kept });
+      this.guardHoldOver = false;
       this.guardTimer = this.config.clock.setTimeout(() => {
         this.guardTimer = undefined;
+        this.guardHoldOver = true;
         this.apply(this.active);
       }, guard.holdMs);
       return true;
     }
-    if (now - this.guardSince < guard.holdMs) return true;
+    if (!this.guardHoldOver && now - this.guardSince < guard.holdMs) return true;
     this.config.logger.warn(`worker-resolver: mass-failure guard expired; accepting ${reported} workers`, {
       reported,
       service: this.config.service,
@@ -305,6 +314,7 @@ export class Engine {
   private clearGuard(reported: number): void {
     if (this.guardSince === undefined) return;
     this.guardSince = undefined;
+    this.guardHoldOver = false;
     this.guardTimer?.cancel();
     this.guardTimer = undefined;
     const kept = this.current.workers.length;
@@ -414,6 +424,12 @@ export class Engine {
       : clock.setTimeout(() => this.refreshStale(), this.config.maxStalenessMs - age + 1);
   }
 
+  /**
+   * `failoverAfterMs` counts from the first failed request of a streak, not from the last
+   * answer: a healthy, quiet blocking query answers only once per wait, so "no answer for N
+   * ms" would fail over (and back) every period whenever N < the blocking timeout. A hung
+   * agent becomes a failure when its request's own deadline passes (the client timeout).
+   */
   private armNoContactTimer(): void {
     const ms = this.config.failoverAfterMs;
     if (ms === undefined || this.closed) return;

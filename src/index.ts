@@ -8,6 +8,7 @@ export { createWorkerResolver, StaticWorkerResolver, debugLogger } from './resol
 export type { DiscoveringWorkerResolver, ReadyOptions, WorkerResolver } from './resolver.js';
 export type { ConsulOptions, DnsOptions, WorkerResolverOptions } from './options.js';
 export { EMPTY_SNAPSHOT, diffWorkers } from './snapshot.js';
+export { ImmutableUrl, ImmutableUrlError } from './immutable-url.js';
 export type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 export type { SourceKind, SourceOutcome, SourceAnswer, SourceFailure, WorkerStatus } from './source.js';
 export type {

@@ -50,6 +50,31 @@ export function numberOption(
   return value;
 }
 
+/**
+ * The longest delay Node's timers can express (2^31 − 1 ms, about 24.8 days). A longer one
+ * fires after 1 ms with a `TimeoutOverflowWarning`, so a "30 days" option would spin.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration in milliseconds within [min, max], where max never exceeds what a timer can wait. */
+export function durationOption(
+  value: unknown,
+  option: string,
+  fallback: number,
+  min: number,
+  max = MAX_TIMER_MS,
+): number {
+  const limit = Math.min(max, MAX_TIMER_MS);
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > limit) {
+    fail(
+      option,
+      `must be a duration in milliseconds between ${min} and ${limit}${limit === MAX_TIMER_MS ? " (Node's timer limit, ~24.8 days)" : ''} (got ${show(value)})`,
+    );
+  }
+  return value;
+}
+
 const SCHEME = /^[a-z][a-z0-9+.-]*$/;
 
 export function schemeOption(value: unknown, option: string): string {

@@ -6,7 +6,17 @@
 import { readFileSync } from 'node:fs';
 import type { Clock } from './clock.js';
 import type { ConsulTlsOptions } from './consul-client.js';
-import { fail, isStringArray, nonEmptyString, numberOption, optionalString, schemeOption } from './option-checks.js';
+import {
+  MAX_TIMER_MS,
+  durationOption,
+  fail,
+  isStringArray,
+  nonEmptyString,
+  numberOption,
+  optionalString,
+  schemeOption,
+} from './option-checks.js';
+import { blockingTimeoutMs } from './source-consul.js';
 import type { ConsulSourceConfig } from './source-consul.js';
 
 /** The environment Consul's variables are read from. */
@@ -32,7 +42,7 @@ export interface ConsulOptions {
     readonly verify?: boolean;
   };
   readonly datacenter?: string;
-  /** Keep only instances carrying every one of these tags (one tag: Consul's `tag` parameter; more: a `filter`). */
+  /** Keep only instances carrying every one of these tags: one Consul `tag` parameter each, matched case-insensitively as Consul does. */
   readonly tags?: readonly string[];
   /** A Consul filter expression, combined with `tags` by `and`. */
   readonly filter?: string;
@@ -48,7 +58,7 @@ export interface ConsulOptions {
   readonly consistency?: 'stale' | 'consistent' | 'cached' | 'default';
   /** Blocking wait, in milliseconds. Default 300000 (5 min), at most 600000 (Consul's cap). */
   readonly waitMs?: number;
-  /** Added to wait + wait/16 to form the client timeout of a blocking request. Default 15000. */
+  /** Added to wait + wait/16 to form the client timeout of a blocking request. Default 15000, at least 100 (room for the network: Consul's jitter already takes up to wait/16). */
   readonly timeoutMarginMs?: number;
   /** Client timeout of a non-blocking request. Default 10000. */
   readonly requestTimeoutMs?: number;
@@ -71,6 +81,14 @@ export interface ConsulOptions {
   /** Largest accepted answer, in bytes. Default 64 MiB. */
   readonly maxResponseBytes?: number;
 }
+
+/**
+ * The smallest accepted `timeoutMarginMs`. Consul holds a blocking query for `wait` plus a
+ * random jitter of up to wait/16, so a client timeout of exactly wait + wait/16 would cut
+ * the longest healthy answers in transit: the margin is the room for the network and the
+ * agent's own work, and 0 leaves none.
+ */
+export const MIN_TIMEOUT_MARGIN_MS = 100;
 
 /** Parses a Consul address the way Consul's CLI reads `CONSUL_HTTP_ADDR`. */
 export function parseConsulAddress(value: string | URL, option: string, sslFromEnv: boolean): URL {
@@ -125,11 +143,6 @@ function resolveTls(o: ConsulOptions['tls'], env: Env): ConsulTlsOptions {
   };
 }
 
-/** Quotes a string for a Consul filter expression. */
-function filterString(value: string): string {
-  return JSON.stringify(value);
-}
-
 /** Resolves and validates the Consul options into the source's config. */
 export function resolveConsul(
   o: ConsulOptions,
@@ -156,8 +169,6 @@ export function resolveConsul(
   const tags: unknown = o.tags ?? [];
   if (!isStringArray(tags)) fail('consul.tags', 'must be an array of non-empty strings');
   const userFilter = optionalString(o.filter, 'consul.filter');
-  const tagClauses = tags.length > 1 ? tags.map((t) => `${filterString(t)} in Service.Tags`) : [];
-  const clauses = [...(userFilter === undefined ? [] : [`(${userFilter})`]), ...tagClauses];
   const nodeMeta = Object.entries(o.nodeMeta ?? {}).map(([k, v]) => {
     if (k === '' || k.includes(':') || typeof v !== 'string')
       fail('consul.nodeMeta', 'keys must be non-empty without ":" and values strings');
@@ -178,8 +189,8 @@ export function resolveConsul(
       fail('consul.metaMatch.values', 'must be a non-empty array of strings');
     }
   }
-  const waitMs = numberOption(o.waitMs, 'consul.waitMs', 300_000, 1, 600_000);
-  const baseMs = numberOption(o.backoff?.baseMs, 'consul.backoff.baseMs', 250, 1);
+  const waitMs = durationOption(o.waitMs, 'consul.waitMs', 300_000, 1, 600_000);
+  const baseMs = durationOption(o.backoff?.baseMs, 'consul.backoff.baseMs', 250, 1);
   return {
     client: {
       address,
@@ -190,13 +201,8 @@ export function resolveConsul(
     query: {
       service,
       passingOnly: o.includeWarning !== true,
-      tag: tags.length === 1 ? tags[0] : undefined,
-      filter:
-        clauses.length === 0
-          ? undefined
-          : clauses.length === 1 && userFilter !== undefined
-            ? userFilter
-            : clauses.join(' and '),
+      tags: [...tags],
+      filter: userFilter,
       datacenter: optionalString(o.datacenter, 'consul.datacenter'),
       near: optionalString(o.near, 'consul.near'),
       nodeMeta,
@@ -212,17 +218,23 @@ export function resolveConsul(
       metaMatch: metaMatch === undefined ? undefined : { key: metaMatch.key, values: [...metaMatch.values] },
     },
     waitMs,
-    timeoutMarginMs: numberOption(o.timeoutMarginMs, 'consul.timeoutMarginMs', 15_000, 0),
-    requestTimeoutMs: numberOption(o.requestTimeoutMs, 'consul.requestTimeoutMs', 10_000, 1),
+    timeoutMarginMs: durationOption(
+      o.timeoutMarginMs,
+      'consul.timeoutMarginMs',
+      15_000,
+      MIN_TIMEOUT_MARGIN_MS,
+      MAX_TIMER_MS - blockingTimeoutMs(waitMs, 0),
+    ),
+    requestTimeoutMs: durationOption(o.requestTimeoutMs, 'consul.requestTimeoutMs', 10_000, 1),
     rateLimit: {
       ratePerSecond: numberOption(o.rateLimit?.ratePerSecond, 'consul.rateLimit.ratePerSecond', 2, 0.001),
       burst: numberOption(o.rateLimit?.burst, 'consul.rateLimit.burst', 10, 1, 10_000, true),
     },
     backoff: {
       baseMs,
-      capMs: numberOption(o.backoff?.capMs, 'consul.backoff.capMs', Math.max(30_000, baseMs), baseMs),
+      capMs: durationOption(o.backoff?.capMs, 'consul.backoff.capMs', Math.max(30_000, baseMs), baseMs),
     },
-    aclRetryMs: numberOption(o.aclRetryMs, 'consul.aclRetryMs', 30_000, 0),
+    aclRetryMs: durationOption(o.aclRetryMs, 'consul.aclRetryMs', 30_000, 0),
     clock,
     ...(random === undefined ? {} : { random }),
   };

@@ -1,7 +1,7 @@
 /** DNS SRV source options (DESIGN §4.2): types, defaults and validation. */
 import type { Clock } from './clock.js';
 import { parseDnsServer } from './dns-client.js';
-import { fail, nonEmptyString, numberOption, schemeOption } from './option-checks.js';
+import { durationOption, fail, nonEmptyString, schemeOption } from './option-checks.js';
 import type { DnsSrvSourceConfig } from './source-dns-srv.js';
 
 /** DNS SRV source options (DESIGN §4.2). */
@@ -33,18 +33,18 @@ export function resolveDns(o: DnsOptions, clock: Clock, random: (() => number) |
   const servers = (o.servers ?? []).map((s, i) => parseDnsServer(String(s), `dns.servers[${i}]`));
   const transport = o.transport ?? 'auto';
   if (!['auto', 'udp', 'tcp'].includes(transport)) fail('dns.transport', 'must be auto, udp or tcp');
-  const minRefreshMs = numberOption(o.minRefreshMs, 'dns.minRefreshMs', 1000, 1);
-  const maxRefreshMs = numberOption(o.maxRefreshMs, 'dns.maxRefreshMs', Math.max(30_000, minRefreshMs), minRefreshMs);
-  const baseMs = numberOption(o.backoff?.baseMs, 'dns.backoff.baseMs', 250, 1);
+  const minRefreshMs = durationOption(o.minRefreshMs, 'dns.minRefreshMs', 1000, 1);
+  const maxRefreshMs = durationOption(o.maxRefreshMs, 'dns.maxRefreshMs', Math.max(30_000, minRefreshMs), minRefreshMs);
+  const baseMs = durationOption(o.backoff?.baseMs, 'dns.backoff.baseMs', 250, 1);
   return {
     name,
     servers,
     transport,
     scheme: schemeOption(o.scheme, 'dns.scheme'),
-    timeoutMs: numberOption(o.timeoutMs, 'dns.timeoutMs', 2000, 1),
+    timeoutMs: durationOption(o.timeoutMs, 'dns.timeoutMs', 2000, 1),
     minRefreshMs,
     maxRefreshMs,
-    backoff: { baseMs, capMs: numberOption(o.backoff?.capMs, 'dns.backoff.capMs', Math.max(30_000, baseMs), baseMs) },
+    backoff: { baseMs, capMs: durationOption(o.backoff?.capMs, 'dns.backoff.capMs', Math.max(30_000, baseMs), baseMs) },
     clock,
     ...(random === undefined ? {} : { random }),
   };

@@ -12,15 +12,16 @@ import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 import { blockingTimeoutMs } from './source-consul.js';
 import type { ConsulSourceConfig } from './source-consul.js';
-import { fail, nonEmptyString, numberOption } from './option-checks.js';
+import { durationOption, fail, nonEmptyString, numberOption } from './option-checks.js';
 import type { ConsulOptions } from './options-consul.js';
 import type { DnsOptions } from './options-dns.js';
+import type { DnsSrvSourceConfig } from './source-dns-srv.js';
 import type { Logger, ResolverObserver } from './events.js';
 import type { GuardConfig } from './engine.js';
 import type { WorkerCandidate } from './source.js';
 import { urlHost } from './consul-health.js';
 
-export { numberOption } from './option-checks.js';
+export { durationOption, numberOption } from './option-checks.js';
 export { parseConsulAddress, resolveConsul } from './options-consul.js';
 export type { ConsulOptions } from './options-consul.js';
 export { resolveDns } from './options-dns.js';
@@ -38,9 +39,9 @@ export interface WorkerResolverOptions {
   readonly static?: readonly (string | URL)[];
   /** Fail over to DNS after this many consecutive Consul failures. Default 3. */
   readonly failoverAfter?: number;
-  /** Also fail over when Consul has not answered successfully for this long, in milliseconds. Off by default. */
+  /** Also fail over when a Consul failure streak has lasted this long (counted from its first failure, so a quiet blocking query never trips it), in milliseconds. Off by default. */
   readonly failoverAfterMs?: number;
-  /** Mark the snapshot stale when its source has not answered for this long. Default: the Consul blocking timeout + 60 s (6m troubles a 5m wait), or 60 s without Consul. */
+  /** Mark the snapshot stale when its source has not answered for this long. Default: 60 s beyond the longest healthy silence of the configured sources (Consul: wait + wait/16 + margin, 6m20s by default; DNS: maxRefreshMs + timeoutMs). At most 2^31−1 ms. */
   readonly maxStalenessMs?: number;
   /** Hold the last good set when a source suddenly reports far fewer workers. `false` turns it off. Default threshold 0.5, minWorkers 3, holdMs 60000. */
   readonly massFailureGuard?:
@@ -72,7 +73,7 @@ export function resolveGuard(o: WorkerResolverOptions['massFailureGuard']): Guar
   return {
     threshold: numberOption(o?.threshold, 'massFailureGuard.threshold', 0.5, 0, 1),
     minWorkers: numberOption(o?.minWorkers, 'massFailureGuard.minWorkers', 3, 1, Number.MAX_SAFE_INTEGER, true),
-    holdMs: numberOption(o?.holdMs, 'massFailureGuard.holdMs', 60_000, 0),
+    holdMs: durationOption(o?.holdMs, 'massFailureGuard.holdMs', 60_000, 0),
   };
 }
 
@@ -121,7 +122,17 @@ export function resolveCommon(options: WorkerResolverOptions): ResolvedCommon {
   return { service, clock: options.clock ?? systemClock, env: options.env ?? process.env };
 }
 
-/** The default staleness bound: a quiet cluster answers a blocking query only every wait + wait/16. */
-export function defaultMaxStalenessMs(consul: ConsulSourceConfig | undefined): number {
-  return consul === undefined ? 60_000 : blockingTimeoutMs(consul.waitMs, consul.timeoutMarginMs) + 60_000;
+/**
+ * The default staleness bound: 60 s beyond the longest silence a healthy source can have. A
+ * quiet Consul answers a blocking query only every wait + wait/16 (+ margin); DNS answers
+ * every refresh, which TTLs may stretch to `maxRefreshMs`, plus the query's own timeout.
+ * Either may be the snapshot's source (DNS while failed over), so the larger bound applies.
+ */
+export function defaultMaxStalenessMs(
+  consul: ConsulSourceConfig | undefined,
+  dns: DnsSrvSourceConfig | undefined,
+): number {
+  const consulSilence = consul === undefined ? 0 : blockingTimeoutMs(consul.waitMs, consul.timeoutMarginMs);
+  const dnsSilence = dns === undefined ? 0 : dns.maxRefreshMs + dns.timeoutMs;
+  return Math.max(consulSilence, dnsSilence) + 60_000;
 }

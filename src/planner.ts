@@ -121,6 +121,25 @@ function urlHashes(workers: readonly Worker[]): Uint32Array {
 }
 
 /**
+ * ln(weight) of each worker for rendezvous scoring. RFC 2782 reads weight 0 as "no
+ * preference": when every weight is 0 (or none is usable) all workers weigh the same; when
+ * only some are 0, those get a small but real share (1/1000 of the smallest positive weight)
+ * instead of never being chosen.
+ */
+function rendezvousLogWeights(workers: readonly Worker[]): Float64Array {
+  let minPositive = Number.POSITIVE_INFINITY;
+  for (const w of workers) if (w.weight > 0 && w.weight < minPositive) minPositive = w.weight;
+  const out = new Float64Array(workers.length);
+  if (minPositive === Number.POSITIVE_INFINITY) return out; // all zero: equal weights, ln 1 = 0
+  const zero = Math.log(minPositive / 1000);
+  for (let j = 0; j < workers.length; j += 1) {
+    const w = workers[j]?.weight ?? 1;
+    out[j] = w > 0 ? Math.log(w) : zero;
+  }
+  return out;
+}
+
+/**
  * Assigns one worker URL per task, against one snapshot.
  * - `round-robin`: consecutive workers from a random start (DataFusion's default).
  * - `seeded`: the same, from a start derived from `queryId` and `stageId`, so a retried
@@ -161,16 +180,16 @@ export function routeTasks(snapshot: WorkerSnapshot, options: RouteOptions): rea
     throw new InvalidOptionError('taskKeys', `must be an array of ${taskCount} strings`);
   }
   const workerHashes = urlHashes(workers);
+  const logWeights = rendezvousLogWeights(workers);
   for (let i = 0; i < taskCount; i += 1) {
     const keyHash = hash32((keys as readonly string[] | undefined)?.[i] ?? `${String(options.stageId)}/${i}`);
     let best = 0;
     let bestScore = Number.NEGATIVE_INFINITY;
     for (let j = 0; j < n; j += 1) {
-      // u in (0, 1); -w/ln(u) is the weighted HRW score (Schindelhauer & Schomaker), which
-      // reduces to plain HRW ordering when all weights are equal.
+      // u in (0, 1); -w/ln(u) is the weighted HRW score (Schindelhauer & Schomaker), compared
+      // in the log domain, ln(w) − ln(−ln u), so tiny weights neither underflow nor tie.
       const u = (fmix32(keyHash ^ (workerHashes[j] ?? 0)) + 0.5) / 4294967296;
-      const weight = (workers[j]?.weight ?? 1) > 0 ? (workers[j]?.weight ?? 1) : Number.MIN_VALUE;
-      const score = -weight / Math.log(u);
+      const score = (logWeights[j] ?? 0) - Math.log(-Math.log(u));
       if (score > bestScore) {
         bestScore = score;
         best = j;

@@ -4,11 +4,12 @@
  * `getUrls()` is synchronous, O(1), allocation-free and never throws.
  */
 import { debuglog } from 'node:util';
-import { ErrorCode, WorkerResolverError } from './errors.js';
+import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
 import { Engine } from './engine.js';
 import type { Logger } from './events.js';
 import {
   defaultMaxStalenessMs,
+  durationOption,
   numberOption,
   resolveCommon,
   resolveConsul,
@@ -17,6 +18,7 @@ import {
   resolveStatic,
 } from './options.js';
 import type { WorkerResolverOptions } from './options.js';
+import { MAX_TIMER_MS } from './option-checks.js';
 import { buildWorkerSet, makeSnapshot } from './snapshot.js';
 import type { WorkerSnapshot } from './snapshot.js';
 import { ConsulSource } from './source-consul.js';
@@ -59,6 +61,33 @@ export interface DiscoveringWorkerResolver extends WorkerResolver {
 }
 
 const debug = debuglog('worker-resolver');
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+/**
+ * Validates a caller's logger up front (every level must be a function: a missing one would
+ * otherwise surface as a crash from inside the Consul loop) and isolates it: a logger that
+ * throws loses that one line, never the loop.
+ */
+export function safeLogger(logger: unknown): Logger {
+  if (typeof logger !== 'object' || logger === null) throw new InvalidOptionError('logger', 'must be an object');
+  const target = logger as Record<string, unknown>;
+  for (const level of LOG_LEVELS) {
+    if (typeof target[level] !== 'function') {
+      throw new InvalidOptionError(`logger.${level}`, 'must be a function (debug, info, warn and error are all used)');
+    }
+  }
+  const wrap =
+    (level: (typeof LOG_LEVELS)[number]) =>
+    (message: string, fields?: Record<string, unknown>): void => {
+      try {
+        (target[level] as Logger['info']).call(logger, message, fields);
+      } catch {
+        // A broken logger must not break discovery; there is nowhere safer to report it.
+      }
+    };
+  return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
+}
 
 /** The default logger: silent unless `NODE_DEBUG=worker-resolver`. */
 export const debugLogger: Logger = {
@@ -108,13 +137,11 @@ class DiscoveringResolver implements DiscoveringWorkerResolver {
   }
 
   ready(options: ReadyOptions = {}): Promise<WorkerSnapshot> {
-    const timeoutMs = numberOption(
-      options.timeoutMs,
-      'timeoutMs',
-      Number.POSITIVE_INFINITY,
-      0,
-      Number.POSITIVE_INFINITY,
-    );
+    // Infinity (the default) waits forever; a finite timeout must fit a timer.
+    const timeoutMs =
+      options.timeoutMs === Number.POSITIVE_INFINITY
+        ? options.timeoutMs
+        : durationOption(options.timeoutMs, 'timeoutMs', Number.POSITIVE_INFINITY, 0);
     if (this.engine.current.version > 0) return Promise.resolve(this.engine.current);
     if (this.closing !== undefined) {
       return Promise.reject(new WorkerResolverError(ErrorCode.RESOLVER_CLOSED, 'the resolver is closed'));
@@ -179,7 +206,28 @@ export function createWorkerResolver(options: WorkerResolverOptions): Discoverin
       : resolveConsul(options.consul, common.service, common.env, common.clock, random);
   const dns = options.dns === undefined ? undefined : resolveDns(options.dns, common.clock, random);
   const staticWorkers = options.static === undefined ? undefined : resolveStatic(options.static);
+  const logger = options.logger === undefined ? debugLogger : safeLogger(options.logger);
+  const userObservers: unknown = options.observers ?? [];
+  if (!Array.isArray(userObservers) || !userObservers.every((o) => typeof o === 'object' && o !== null)) {
+    throw new InvalidOptionError('observers', 'must be an array of observer objects');
+  }
   const maxTasksPerStage = numberOption(options.maxTasksPerStage, 'maxTasksPerStage', 0, 0, 1_000_000, true);
+  const failoverAfterFailures = numberOption(options.failoverAfter, 'failoverAfter', 3, 1, 1_000_000, true);
+  const failoverAfterMs =
+    options.failoverAfterMs === undefined
+      ? undefined
+      : durationOption(options.failoverAfterMs, 'failoverAfterMs', 0, 1);
+  // −1: the stale timer waits up to maxStalenessMs + 1.
+  const maxStalenessMs = durationOption(
+    options.maxStalenessMs,
+    'maxStalenessMs',
+    defaultMaxStalenessMs(consul, dns),
+    1,
+    MAX_TIMER_MS - 1,
+  );
+  const guard = resolveGuard(options.massFailureGuard);
+  const minPublishIntervalMs = durationOption(options.minPublishIntervalMs, 'minPublishIntervalMs', 250, 0);
+  // Everything is validated: from here on, nothing throws and things start to exist.
   const metrics: ResolverMetrics | undefined =
     options.registry === undefined
       ? undefined
@@ -191,23 +239,20 @@ export function createWorkerResolver(options: WorkerResolverOptions): Discoverin
   const observers: ResolverObserver[] = [
     ...(metrics === undefined ? [] : [metrics]),
     ...(tracing === undefined ? [] : [tracing]),
-    ...(options.observers ?? []),
+    ...(userObservers as readonly ResolverObserver[]),
   ];
   const engine = new Engine({
     service: common.service,
     consul: consul === undefined ? undefined : new ConsulSource(consul),
     dns: dns === undefined ? undefined : new DnsSrvSource(dns),
     staticWorkers,
-    failoverAfterFailures: numberOption(options.failoverAfter, 'failoverAfter', 3, 1, 1_000_000, true),
-    failoverAfterMs:
-      options.failoverAfterMs === undefined
-        ? undefined
-        : numberOption(options.failoverAfterMs, 'failoverAfterMs', 0, 1),
-    maxStalenessMs: numberOption(options.maxStalenessMs, 'maxStalenessMs', defaultMaxStalenessMs(consul), 1),
-    guard: resolveGuard(options.massFailureGuard),
-    minPublishIntervalMs: numberOption(options.minPublishIntervalMs, 'minPublishIntervalMs', 250, 0),
+    failoverAfterFailures,
+    failoverAfterMs,
+    maxStalenessMs,
+    guard,
+    minPublishIntervalMs,
     clock: common.clock,
-    logger: options.logger ?? debugLogger,
+    logger,
     observers,
   });
   metrics?.attach(() => engine.current);

@@ -1,11 +1,13 @@
 /**
  * The immutable worker snapshot: what `getUrls()` and `snapshot()` hand out.
  *
- * Invariants (DESIGN §3): a snapshot and everything reachable from it is frozen; workers
+ * Invariants (DESIGN §3): a snapshot and everything reachable from it is frozen (URLs are
+ * {@link ImmutableUrl}s, since `Object.freeze` cannot stop `URL` setters); workers
  * are deduplicated by URL and sorted by URL, so equal sets compare equal element by
  * element; `urls[i]` is `workers[i].url`. The engine swaps snapshots by reference in one
  * assignment, so a reader never observes a half-built state.
  */
+import { ImmutableUrl } from './immutable-url.js';
 import type { SourceKind, WorkerCandidate } from './source.js';
 
 /**
@@ -13,7 +15,7 @@ import type { SourceKind, WorkerCandidate } from './source.js';
  * `id`, `node`, `address`, `port`, `tags`, `meta`, `status`, `weight`), frozen, with the URL parsed.
  */
 export interface Worker extends Omit<WorkerCandidate, 'url'> {
-  /** Base URL of the worker (scheme, host, port). Shared with `snapshot.urls`; do not mutate. */
+  /** Base URL of the worker (scheme, host, port), shared with `snapshot.urls`: an {@link ImmutableUrl} whose setters throw. */
   readonly url: URL;
 }
 
@@ -89,7 +91,7 @@ export function buildWorkerSet(candidates: readonly WorkerCandidate[], cache?: W
     if (worker === undefined || !sameAsCandidate(worker, candidate)) {
       let url: URL;
       try {
-        url = new URL(candidate.url);
+        url = new ImmutableUrl(candidate.url);
       } catch {
         rejected += 1;
         continue;
@@ -109,7 +111,7 @@ export function buildWorkerSet(candidates: readonly WorkerCandidate[], cache?: W
 
 function freezeWorker(url: URL, c: WorkerCandidate): Worker {
   return Object.freeze({
-    url: Object.freeze(url),
+    url,
     id: c.id,
     node: c.node,
     address: c.address,

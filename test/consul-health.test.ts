@@ -74,21 +74,37 @@ describe('consul health parsing: addresses', () => {
     );
   });
 
-  it('uses the configured tagged address: service-level first, then node-level, then the default', () => {
-    const both = entry({
+  it("follows Consul's BestAddress order: service tagged, Service.Address, node tagged, Node.Address", () => {
+    const all = entry({
       address: '10.2.0.7',
       serviceTagged: { wan: { Address: '203.0.113.5', Port: 9443 } },
       nodeTagged: { wan: '198.51.100.1' },
     });
-    assert.equal(parse([both], { taggedAddress: 'wan' }).workers[0]!.url, 'http://203.0.113.5:9443');
-    const nodeOnly = entry({ address: '10.2.0.7', nodeTagged: { wan: '198.51.100.1' } });
-    assert.equal(parse([nodeOnly], { taggedAddress: 'wan' }).workers[0]!.url, 'http://198.51.100.1:8080');
-    assert.equal(
-      parse([entry({ address: '10.2.0.7' })], { taggedAddress: 'wan' }).workers[0]!.url,
-      'http://10.2.0.7:8080',
-    );
+    assert.equal(parse([all], { taggedAddress: 'wan' }).workers[0]!.url, 'http://203.0.113.5:9443');
+    // A containerised worker's own Service.Address wins over its node's tagged address.
+    const own = entry({ address: '10.2.0.7', nodeTagged: { wan: '198.51.100.1', lan: '10.9.9.9' } });
+    assert.equal(parse([own], { taggedAddress: 'wan' }).workers[0]!.url, 'http://10.2.0.7:8080');
+    assert.equal(parse([own], { taggedAddress: 'lan' }).workers[0]!.url, 'http://10.2.0.7:8080');
+    const nodeTaggedOnly = entry({ nodeTagged: { wan: '198.51.100.1' } });
+    assert.equal(parse([nodeTaggedOnly], { taggedAddress: 'wan' }).workers[0]!.url, 'http://198.51.100.1:8080');
+    assert.equal(parse([nodeTaggedOnly]).workers[0]!.url, 'http://10.1.0.1:8080');
+    assert.equal(parse([entry()], { taggedAddress: 'wan' }).workers[0]!.url, 'http://10.1.0.1:8080');
     const v6 = entry({ serviceTagged: { lan_ipv6: { Address: '2001:db8::1', Port: 7000 } } });
     assert.equal(parse([v6], { taggedAddress: 'lan_ipv6' }).workers[0]!.url, 'http://[2001:db8::1]:7000');
+  });
+
+  it('reads a service tagged address with Port 0 as "the service port"', () => {
+    const zero = entry({ address: '10.2.0.7', serviceTagged: { wan: { Address: '203.0.113.5', Port: 0 } } });
+    const r = parse([zero], { taggedAddress: 'wan' });
+    assert.equal(r.rejected, 0);
+    assert.equal(r.workers[0]!.url, 'http://203.0.113.5:8080');
+  });
+
+  it('accepts host names with underscores (Docker Compose service names), as WHATWG URL does', () => {
+    const r = parse([entry({ address: 'datafusion_worker_1' })]);
+    assert.equal(r.rejected, 0);
+    assert.equal(r.workers[0]!.url, 'http://datafusion_worker_1:8080');
+    assert.equal(new URL(r.workers[0]!.url).hostname, 'datafusion_worker_1');
   });
 
   it('takes the scheme from a meta key when configured and valid', () => {

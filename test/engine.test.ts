@@ -46,6 +46,30 @@ describe('engine: snapshot publishing', () => {
     assert.equal(s.urls[0], s.workers[0]!.url);
   });
 
+  it('snapshot URLs cannot be changed: setters throw, and this and later snapshots keep the worker', () => {
+    const h = harness();
+    h.consul.answer(workers(2), { index: 10 });
+    const first = h.engine.current;
+    const url = first.urls[0]!;
+    assert.ok(url instanceof URL);
+    for (const property of ['pathname', 'host', 'hostname', 'port', 'protocol', 'href', 'search', 'hash'] as const) {
+      assert.throws(
+        () => {
+          (url as unknown as Record<string, unknown>)[property] = property === 'port' ? '1' : '/evil';
+        },
+        (err: Error & { code?: string }) => err instanceof TypeError && err.code === 'ERR_IMMUTABLE_URL',
+        property,
+      );
+    }
+    url.searchParams.append('evil', '1');
+    assert.equal(url.href, 'http://10.0.0.1:8080/');
+    // The worker is reused by the next publish: it must still be the same worker there.
+    h.consul.answer([...workers(2), worker(3)], { index: 11 });
+    assert.equal(h.engine.current.version, 2);
+    assert.equal(h.engine.current.urls[0], url, 'an unchanged worker keeps its URL object');
+    assert.deepEqual(hosts(h), ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
+  });
+
   it('does not publish when the content is unchanged, and keeps the same urls array', () => {
     const h = harness();
     h.consul.answer(workers(3), { index: 10 });
@@ -192,14 +216,36 @@ describe('engine: failover and failback', () => {
     assert.equal(h.dns.running, false);
   });
 
-  it('fails over when Consul has not answered for failoverAfterMs', () => {
-    const h = harness({ failoverAfterMs: 30_000 });
+  it('a quiet, healthy blocking query never trips failoverAfterMs (no flapping)', () => {
+    const h = harness({ failoverAfterMs: 30_000, failoverAfterFailures: 1_000 });
     h.consul.answer(workers(1), { index: 1 });
-    h.clock.advance(29_000);
+    // A 5-minute wait answers once per 5m20s: ten periods without a failure.
+    for (let i = 0; i < 10; i += 1) {
+      h.clock.advance(320_000);
+      h.consul.answer([], { index: 1, unchanged: true });
+    }
     assert.equal(h.dns.running, false);
+    assert.equal(h.failovers.length, 0);
+  });
+
+  it('fails over when a failure streak has lasted failoverAfterMs, counted from its first failure', () => {
+    const h = harness({ failoverAfterMs: 30_000, failoverAfterFailures: 1_000 });
+    h.consul.answer(workers(1), { index: 1 });
+    h.clock.advance(300_000);
+    h.consul.fail();
+    h.clock.advance(20_000);
+    h.consul.fail();
+    h.clock.advance(9_000);
+    assert.equal(h.dns.running, false, '29 s into the streak');
     h.clock.advance(2000);
     assert.equal(h.dns.running, true);
     assert.equal(h.failovers[0]!.reason, 'consul-no-contact');
+    // A success ends the streak and cancels the timer: the next streak starts from zero.
+    h.consul.answer(workers(1), { index: 2 });
+    assert.equal(h.dns.running, false);
+    h.consul.fail();
+    h.clock.advance(29_000);
+    assert.equal(h.dns.running, false);
   });
 
   it('without a DNS source, Consul failures keep the last good set', () => {
@@ -256,6 +302,17 @@ describe('engine: mass-failure guard', () => {
     assert.equal(h.engine.current.urls.length, 10);
     h.clock.advance(1001);
     assert.equal(h.engine.current.urls.length, 2, 'the smaller set is accepted after holdMs');
+    assert.equal(h.engine.current.guarded, false);
+  });
+
+  it('ends the hold when its timer fires, even if the timer fires a little before the monotonic deadline', () => {
+    const h = harness({ guard });
+    h.clock.timerSkewMs = 2;
+    h.consul.answer(workers(10), { index: 1 });
+    h.consul.answer(workers(2), { index: 2 });
+    assert.equal(h.engine.current.guarded, true);
+    h.clock.advance(29_999);
+    assert.equal(h.engine.current.urls.length, 2, 'accepted when the hold timer fired, no later answer needed');
     assert.equal(h.engine.current.guarded, false);
   });
 

@@ -3,7 +3,18 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConsulAddress, resolveConsul, resolveGuard, resolveStatic } from '../src/options.js';
+import {
+  defaultMaxStalenessMs,
+  parseConsulAddress,
+  resolveConsul,
+  resolveDns,
+  resolveGuard,
+  resolveStatic,
+} from '../src/options.js';
+import type { WorkerResolverOptions } from '../src/options.js';
+import { createWorkerResolver } from '../src/resolver.js';
+import type { Logger } from '../src/events.js';
+import { delay, waitFor } from './helpers/wait.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { InvalidOptionError } from '../src/errors.js';
 
@@ -105,12 +116,13 @@ describe('Consul options', () => {
     );
   });
 
-  it('one tag uses the tag parameter; several tags become a filter combined with the user filter', () => {
-    assert.equal(resolve({ tags: ['gpu'] }).query.tag, 'gpu');
+  it("tags become one tag parameter each (one rule for any number); the filter stays the user's", () => {
+    assert.deepEqual(resolve({ tags: ['gpu'] }).query.tags, ['gpu']);
     const several = resolve({ tags: ['gpu', 'ssd'], filter: 'Service.Meta.version == "2"' }).query;
-    assert.equal(several.tag, undefined);
-    assert.equal(several.filter, '(Service.Meta.version == "2") and "gpu" in Service.Tags and "ssd" in Service.Tags');
+    assert.deepEqual(several.tags, ['gpu', 'ssd']);
+    assert.equal(several.filter, 'Service.Meta.version == "2"');
     assert.equal(resolve({ filter: 'Node.Node == "a"' }).query.filter, 'Node.Node == "a"');
+    assert.equal(resolve({}).query.filter, undefined);
   });
 
   it('validates numbers, enums and shapes up front', () => {
@@ -136,5 +148,96 @@ describe('other options', () => {
     assert.equal(resolveStatic(['http://[::1]:9000'])[0]!.address, '::1');
     throwsOption(() => resolveStatic(['not a url']), 'static[0]');
     throwsOption(() => resolveStatic('http://x'), 'static');
+  });
+});
+
+describe('durations and the timer range', () => {
+  const consul = { address: 'http://127.0.0.1:1' };
+  const create = (o: Partial<WorkerResolverOptions>) =>
+    createWorkerResolver({ service: 'worker', env: {}, consul, ...o });
+
+  it('rejects every duration a Node timer cannot wait (> 2^31−1 ms), naming the option', () => {
+    const days30 = 30 * 24 * 3600 * 1000;
+    throwsOption(() => create({ maxStalenessMs: days30 }), 'maxStalenessMs');
+    throwsOption(() => create({ failoverAfterMs: days30 }), 'failoverAfterMs');
+    throwsOption(() => create({ minPublishIntervalMs: days30 }), 'minPublishIntervalMs');
+    throwsOption(() => create({ massFailureGuard: { holdMs: days30 } }), 'massFailureGuard.holdMs');
+    throwsOption(() => resolve({ requestTimeoutMs: 2 ** 31 }), 'consul.requestTimeoutMs');
+    throwsOption(() => resolve({ aclRetryMs: 2 ** 31 }), 'consul.aclRetryMs');
+    throwsOption(() => resolve({ backoff: { capMs: 2 ** 31 } }), 'consul.backoff.capMs');
+    throwsOption(() => resolve({ timeoutMarginMs: 2 ** 31 - 1 }), 'consul.timeoutMarginMs');
+    throwsOption(() => resolveDns({ name: '_w._tcp.x', maxRefreshMs: 2 ** 31 }, clock, undefined), 'dns.maxRefreshMs');
+    throwsOption(() => resolveDns({ name: '_w._tcp.x', timeoutMs: 2 ** 32 }, clock, undefined), 'dns.timeoutMs');
+    // The largest allowed values are accepted.
+    assert.equal(resolve({ requestTimeoutMs: 2 ** 31 - 1 }).requestTimeoutMs, 2 ** 31 - 1);
+  });
+
+  it('timeoutMarginMs 0 is rejected: Consul jitters up to wait/16, the margin is the room beyond it', () => {
+    throwsOption(() => resolve({ timeoutMarginMs: 0 }), 'consul.timeoutMarginMs');
+    assert.equal(resolve({ timeoutMarginMs: 100 }).timeoutMarginMs, 100);
+  });
+
+  it('ready() takes Infinity or a timer-sized timeout', async () => {
+    const r = createWorkerResolver({ service: 'worker', env: {}, static: ['http://10.0.0.1:80'] });
+    try {
+      await r.ready({ timeoutMs: Number.POSITIVE_INFINITY });
+      assert.throws(
+        () => void r.ready({ timeoutMs: 2 ** 31 }),
+        (e) => e instanceof InvalidOptionError,
+      );
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('the default staleness bound covers the DNS refresh bound too (no stale flip every DNS cycle)', () => {
+    const dnsOnly = resolveDns({ name: '_w._tcp.x', minRefreshMs: 1000, maxRefreshMs: 120_000 }, clock, undefined);
+    assert.ok(defaultMaxStalenessMs(undefined, dnsOnly) > 120_000 + dnsOnly.timeoutMs);
+    const both = defaultMaxStalenessMs(resolve({ waitMs: 10_000 }), dnsOnly);
+    assert.ok(both > 120_000, 'the larger silence applies when either may be the source');
+    assert.equal(defaultMaxStalenessMs(resolve({}), undefined), 300_000 + 300_000 / 16 + 15_000 + 60_000);
+  });
+});
+
+describe('logger and observers', () => {
+  it('a logger missing a method is rejected up front, naming it', () => {
+    const partial = { info() {}, warn() {}, error() {} } as unknown as Logger;
+    throwsOption(
+      () => createWorkerResolver({ service: 'worker', env: {}, static: ['http://10.0.0.1:80'], logger: partial }),
+      'logger.debug',
+    );
+    throwsOption(
+      () => createWorkerResolver({ service: 'worker', env: {}, static: ['http://10.0.0.1:80'], logger: 7 as never }),
+      'logger',
+    );
+  });
+
+  it('a logger that throws never breaks the Consul loop nor reaches the host process', async () => {
+    const rejections: unknown[] = [];
+    const onRejection = (reason: unknown): void => {
+      rejections.push(reason);
+    };
+    process.on('unhandledRejection', onRejection);
+    const calls: string[] = [];
+    const boom = (level: string) => () => {
+      calls.push(level);
+      throw new Error(`logger ${level} is broken`);
+    };
+    const r = createWorkerResolver({
+      service: 'worker',
+      env: {},
+      consul: { address: 'http://127.0.0.1:1', backoff: { baseMs: 1, capMs: 5 }, requestTimeoutMs: 500 },
+      dns: { name: '_w._tcp.x', servers: ['127.0.0.1:1'], timeoutMs: 100, backoff: { baseMs: 1, capMs: 5 } },
+      failoverAfter: 1,
+      logger: { debug: boom('debug'), info: boom('info'), warn: boom('warn'), error: boom('error') },
+    });
+    try {
+      await waitFor(() => calls.filter((c) => c === 'warn').length >= 2, 'two warnings through the broken logger');
+      await delay(100);
+      assert.deepEqual(rejections, []);
+    } finally {
+      await r.close();
+      process.off('unhandledRejection', onRejection);
+    }
   });
 });

@@ -140,6 +140,29 @@ describe('routeTasks', () => {
     assert.ok(weighted.get('10.0.0.3')! > 1500, `weight 4 of 6 should draw ~2/3, got ${weighted.get('10.0.0.3')}`);
   });
 
+  it('rendezvous with every weight 0 (RFC 2782: no preference) spreads evenly; a lone 0 still draws a little', () => {
+    const keys = Array.from({ length: 20_000 }, (_, i) => `key-${i}`);
+    const route = (s: WorkerSnapshot): Map<string, number> => {
+      const m = new Map<string, number>();
+      for (const u of routeTasks(s, {
+        queryId: 'q',
+        stageId: 1,
+        taskCount: keys.length,
+        strategy: 'rendezvous',
+        taskKeys: keys,
+      }))
+        m.set(u.hostname, (m.get(u.hostname) ?? 0) + 1);
+      return m;
+    };
+    const zeros = route(snapshotOf(workers(4).map((w) => ({ ...w, weight: 0 }))));
+    assert.equal(zeros.size, 4);
+    // 5,000 expected each; a binomial standard deviation is ~61, so ±500 cannot be luck.
+    for (const [host, c] of zeros) assert.ok(c > 4500 && c < 5500, `${host} got ${c} of 20000`);
+    const mixed = route(snapshotOf([...workers(3), { ...workers(1, 4)[0]!, weight: 0 }]));
+    const lone = mixed.get('10.0.0.4') ?? 0;
+    assert.ok(lone > 0 && lone < 200, `a weight-0 worker among weight-1 ones should draw ~0.03%, got ${lone}`);
+  });
+
   it('routing with zero workers is ERR_NO_WORKERS', () => {
     assert.throws(
       () => routeTasks(snapshotOf([]), { queryId: 'q', stageId: 1, taskCount: 1 }),

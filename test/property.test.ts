@@ -26,13 +26,13 @@ const RUNS = Number(process.env['PROPERTY_RUNS'] ?? 10_000);
 const octet = fc.integer({ min: 0, max: 255 });
 const ipv4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
 const ipv6 = fc.ipV6();
-const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?$/);
+const label = fc.stringMatching(/^[a-z0-9_]([a-z0-9_-]{0,10}[a-z0-9_])?$/);
 const hostname = fc.array(label, { minLength: 1, maxLength: 4 }).map((l) => l.join('.'));
 const garbage = fc.oneof(
   fc.constant('not a host'),
   fc.constant('fe80::1%eth0'),
   fc.constant('-x.example'),
-  fc.string().filter((s) => /[^a-z0-9.:-]/i.test(s)),
+  fc.string().filter((s) => /[^a-z0-9.:_-]/i.test(s)),
 );
 type Kind = 'ipv4' | 'ipv6' | 'hostname' | 'garbage';
 const address = fc.oneof(
@@ -50,7 +50,8 @@ const entryArb = fc.record({
   where: fc.constantFrom<Where>('serviceTagged', 'nodeTagged', 'service', 'node'),
   address,
   port,
-  taggedPort: fc.option(fc.integer({ min: 1, max: 65535 }), { nil: undefined }),
+  // 0 in a service tagged address means "the service port" (Consul's rule).
+  taggedPort: fc.option(fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.constant(0)), { nil: undefined }),
   statuses: fc.array(status, { maxLength: 3 }),
   tags: fc.array(label, { maxLength: 3 }),
   meta: fc.dictionary(label, fc.string({ maxLength: 8 }), { maxKeys: 3 }),
@@ -91,7 +92,7 @@ function intended(
   if (e.id === '') return { verdict: 'rejected' };
   const healthy = e.statuses.every((s) => s === 'passing' || (includeWarning && s === 'warning'));
   if (!healthy) return { verdict: 'filtered' };
-  const p = e.where === 'serviceTagged' && e.taggedPort !== undefined ? e.taggedPort : e.port;
+  const p = e.where === 'serviceTagged' && e.taggedPort !== undefined && e.taggedPort !== 0 ? e.taggedPort : e.port;
   const numericTld =
     e.address.kind === 'hostname' && isIP(e.address.a) === 0 && /(^|\.)(\d+|0x[0-9a-f]*)$/i.test(e.address.a);
   if (

@@ -354,6 +354,18 @@ describe('Consul source against the Consul dev server', () => {
     assert.deepEqual(hosts(filtered), ['127.0.0.3:9003']);
   });
 
+  it('tags match case-insensitively, as Consul matches tag=, whether one tag or several', async () => {
+    register(ctx.consul, 1, { Tags: ['v2', 'gpu'] });
+    register(ctx.consul, 2, { Tags: ['v2'] });
+    const one = start(ctx, { consul: { tags: ['V2'] } });
+    await one.ready({ timeoutMs: 5000 });
+    assert.deepEqual(hosts(one), ['127.0.0.1:9001', '127.0.0.2:9002']);
+    await one.close();
+    const two = start(ctx, { consul: { tags: ['V2', 'GPU'] } });
+    await two.ready({ timeoutMs: 5000 });
+    assert.deepEqual(hosts(two), ['127.0.0.1:9001']);
+  });
+
   it("a bad filter is a 400 ERR_CONSUL_BAD_REQUEST with Consul's message", async () => {
     register(ctx.consul, 1);
     start(ctx, { consul: { filter: 'Service.Tags contains' } });

@@ -194,7 +194,7 @@ function checkInstances(body: Buffer, consul: ConsulSourceConfig, report: Report
   const list = Array.isArray(entries) ? (entries as unknown[]) : [];
   const scope = [
     consul.query.datacenter === undefined ? '' : ` in datacenter ${consul.query.datacenter}`,
-    consul.query.tag === undefined ? '' : ` with tag ${consul.query.tag}`,
+    consul.query.tags.length === 0 ? '' : ` with tag${consul.query.tags.length > 1 ? 's' : ''} ${consul.query.tags.join(', ')}`,
     consul.query.filter === undefined ? '' : ' matching the filter',
   ].join('');
   if (list.length === 0) {

@@ -18,6 +18,11 @@ export class ManualClock implements Clock {
   private seq = 0;
   /** Delays passed to setTimeout, in call order (to assert on backoff schedules). */
   readonly delays: number[] = [];
+  /**
+   * Timers fire this many milliseconds before `monotonic()` reaches their deadline, as Node's
+   * timers sometimes do relative to `performance.now()`. 0 by default.
+   */
+  timerSkewMs = 0;
 
   constructor(start = 1_000_000, wall = 1_700_000_000_000) {
     this.time = start;
@@ -33,7 +38,12 @@ export class ManualClock implements Clock {
   }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
-    const timer: Timer = { at: this.time + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };
+    const timer: Timer = {
+      at: this.time + Math.max(0, ms - this.timerSkewMs),
+      seq: this.seq++,
+      fn,
+      cancelled: false,
+    };
     this.delays.push(ms);
     this.timers.push(timer);
     return {
