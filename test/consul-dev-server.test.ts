@@ -417,19 +417,16 @@ describe('ConsulDevServer: headers, consistency modes and ACLs', { timeout: 60_0
     );
   });
 
-  it('403 without a token or with a wrong one; 200 with the right one in any of the three forms', async () => {
+  it('no token = anonymous (reads filtered to [], flag masked, writes 403); a wrong one 403; the right one in any of the three forms', async () => {
     const none = await request(dev.httpAddr, '/v1/health/service/api');
-    assert.deepEqual([none.status, none.body], [403, 'Permission denied']);
-    assert.match(none.headers['content-type'] ?? '', /^text\/plain/);
-    assert.equal(
-      (await request(dev.httpAddr, '/v1/health/service/api', { headers: { 'X-Consul-Token': 'wrong' } })).status,
-      403,
-    );
+    assert.deepEqual([none.status, none.body], [200, '[]'], 'Consul filters the anonymous read, it does not deny it');
+    assert.equal(none.headers['x-consul-results-filtered-by-acls'], undefined, 'masked without a token, as in Consul');
+    const wrong = await request(dev.httpAddr, '/v1/health/service/api', { headers: { 'X-Consul-Token': 'wrong' } });
+    assert.deepEqual([wrong.status, wrong.body], [403, 'ACL not found']);
+    assert.match(wrong.headers['content-type'] ?? '', /^text\/plain/);
     assert.equal((await request(dev.httpAddr, '/v1/health/service/api?token=wrong')).status, 403);
-    assert.equal(
-      (await request(dev.httpAddr, '/v1/agent/service/register', { method: 'PUT', body: '{"Name":"x"}' })).status,
-      403,
-    );
+    const write = await request(dev.httpAddr, '/v1/agent/service/register', { method: 'PUT', body: '{"Name":"x"}' });
+    assert.deepEqual([write.status, write.body], [403, 'Permission denied']);
     assert.equal((await request(dev.httpAddr, '/v1/health/service/api', { headers: auth })).status, 200);
     assert.equal(
       (await request(dev.httpAddr, '/v1/health/service/api', { headers: { Authorization: `Bearer ${token}` } })).status,
@@ -439,8 +436,9 @@ describe('ConsulDevServer: headers, consistency modes and ACLs', { timeout: 60_0
     assert.equal((await request(dev.httpAddr, '/v1/status/leader')).status, 200, 'status endpoints need no token');
     const client = new Consul({ host: '127.0.0.1', port: dev.port, defaults: { token } });
     assert.equal(((await client.health.service('api')) as unknown[]).length, 1);
+    assert.deepEqual(await new Consul({ host: '127.0.0.1', port: dev.port }).health.service('api'), []);
     await assert.rejects(
-      new Consul({ host: '127.0.0.1', port: dev.port }).health.service('api'),
+      new Consul({ host: '127.0.0.1', port: dev.port, defaults: { token: 'wrong' } }).health.service('api'),
       (err: Error & { statusCode?: number }) => err.statusCode === 403,
     );
 

@@ -17,9 +17,12 @@ export interface ConsulDevServerOptions {
   /** The agent node's address; default `127.0.0.1`. */
   nodeAddress?: string;
   /**
-   * Enables ACLs in "default deny" mode: a request without this exact token (header
-   * `X-Consul-Token`, `Authorization: Bearer <t>`, or `?token=`) gets 403. `/v1/status/*`
-   * stays open, as in Consul.
+   * Enables ACLs in "default deny" mode with this management token (header `X-Consul-Token`,
+   * `Authorization: Bearer <t>`, or `?token=`). As in Consul: a request without a token is the
+   * anonymous token, whose service reads come back filtered (`200 []` with
+   * `X-Consul-Results-Filtered-By-ACLs: true`); an unknown or deleted token gets
+   * `403 ACL not found`; `/v1/status/*` stays open. More tokens and policies are made through
+   * `PUT /v1/acl/policy` and `PUT /v1/acl/token` (see `consul-dev-acl.ts` for the rules read).
    */
   aclToken?: string;
   /**

@@ -10,6 +10,7 @@
 import type { HealthServiceEntry } from './consul-api-types.js';
 import { ConsulApiError } from './consul-dev-decode.js';
 import type { DevAgent } from './consul-dev-agent.js';
+import type { AclAuthorizer, DevAcl } from './consul-dev-acl.js';
 import { parseGoDuration } from '../duration.js';
 import { FilterExpressionError, compileFilter } from './consul-filter.js';
 import type { FilterPredicate } from './consul-filter.js';
@@ -31,13 +32,17 @@ export interface RouteContext {
   readBody(): Promise<unknown>;
   /** Holds the request until `index()` > `minIndex`, `waitMs` elapses, or the client leaves. */
   waitForIndex(index: () => number, minIndex: number, waitMs: number): Promise<void>;
+  /** The request token's rights; undefined when ACLs are off. */
+  readonly authz: AclAuthorizer | undefined;
+  /** The request's token (for `/v1/acl/token/self`). */
+  readonly token: string | undefined;
 }
 
 /** Options of {@link ConsulDevApi}. */
 export interface ConsulDevApiOptions {
   readonly maxWaitMs: number;
-  /** True when ACLs are enabled (default deny). */
-  readonly aclEnabled: boolean;
+  /** The ACL system when ACLs are enabled (default deny). */
+  readonly acl: DevAcl | undefined;
   /** Source of randomness in [0, 1) for the wait jitter. */
   readonly random: () => number;
   /** Index churn: every health query bumps its service's index first (consul#4810 hot loop). */
@@ -134,6 +139,22 @@ export class ConsulDevApi {
       ['PUT', '/v1/agent/check/update/', async (ctx, id) => this.checkUpdate(await ctx.readBody(), id)],
       ['PUT', '/v1/catalog/register', async (ctx) => (a.catalogRegister(await ctx.readBody()), json(true))],
       ['PUT', '/v1/catalog/deregister', async (ctx) => (a.catalogDeregister(await ctx.readBody()), json(true))],
+      ...this.aclRoutes(),
+    ];
+  }
+
+  /** The ACL endpoints (only with ACLs on; the server lets only the management token reach them). */
+  private aclRoutes(): Array<readonly [string, string, Route]> {
+    const acl = this.options.acl;
+    if (acl === undefined) return [];
+    return [
+      ['PUT', '/v1/acl/policy', async (ctx) => json(acl.policyJson(acl.createPolicy(await ctx.readBody())))],
+      ['GET', '/v1/acl/policy/', (_ctx, id) => json(acl.policyJson(id))],
+      ['GET', '/v1/acl/token/self', (ctx) => json(acl.self(ctx.token))],
+      ['PUT', '/v1/acl/token', async (ctx) => json(acl.upsertToken(await ctx.readBody()))],
+      ['PUT', '/v1/acl/token/', async (ctx, id) => json(acl.upsertToken(await ctx.readBody(), id))],
+      ['GET', '/v1/acl/token/', (_ctx, id) => json(acl.readToken(id))],
+      ['DELETE', '/v1/acl/token/', (_ctx, id) => (acl.deleteToken(id), json(true))],
     ];
   }
 
@@ -178,8 +199,10 @@ export class ConsulDevApi {
           (!passing || e.Checks.every((c) => c.Status === 'passing')) &&
           (filter === undefined || filter(e)),
       );
-    entries = this.near(entries, q.get('near'));
-    return json(entries, this.meta(ctx, opts, index));
+    const visible = entries.filter((e) => ctx.authz?.canRead(e.Node.Node, e.Service.Service) ?? true);
+    const filtered = visible.length < entries.length;
+    entries = this.near(visible, q.get('near'));
+    return json(entries, this.meta(ctx, opts, index, filtered));
   }
 
   /** `GET /v1/health/checks/:service`. */
@@ -187,11 +210,10 @@ export class ConsulDevApi {
     const opts = this.queryOptions(ctx);
     const state = this.agent.state;
     const index = await this.block(ctx, opts, () => state.serviceIndex(name));
-    const checks = state
-      .healthEntries(name)
-      .filter((e) => e.Node.Datacenter === opts.dc)
-      .flatMap((e) => e.Checks.filter((c) => c.ServiceID === e.Service.ID));
-    return json(checks, this.meta(ctx, opts, index));
+    const all = state.healthEntries(name).filter((e) => e.Node.Datacenter === opts.dc);
+    const visible = all.filter((e) => ctx.authz?.canRead(e.Node.Node, e.Service.Service) ?? true);
+    const checks = visible.flatMap((e) => e.Checks.filter((c) => c.ServiceID === e.Service.ID));
+    return json(checks, this.meta(ctx, opts, index, visible.length < all.length));
   }
 
   /** `GET /v1/catalog/services`: service name -> union of tags. */
@@ -201,13 +223,18 @@ export class ConsulDevApi {
     const state = this.agent.state;
     const index = await this.block(ctx, opts, () => state.servicesTableIndex());
     const out: Record<string, string[]> = {};
+    let filtered = false;
     for (const name of state.serviceNames()) {
+      if (ctx.authz !== undefined && !ctx.authz.serviceRead(name)) {
+        filtered = true;
+        continue;
+      }
       const entries = state
         .healthEntries(name)
         .filter((e) => e.Node.Datacenter === opts.dc && nodeMeta.every(([k, v]) => e.Node.Meta[k] === v));
       if (entries.length > 0) out[name] = [...new Set(entries.flatMap((e) => e.Service.Tags))].sort();
     }
-    return json(out, this.meta(ctx, opts, index));
+    return json(out, this.meta(ctx, opts, index, filtered));
   }
 
   /** `GET /v1/catalog/service/:service` (Consul's flat `CatalogService` shape). */
@@ -231,7 +258,8 @@ export class ConsulDevApi {
           tags.every((t) => e.Service.Tags.some((s) => s.toLowerCase() === t)) &&
           nodeMeta.every(([k, v]) => e.Node.Meta[k] === v),
       );
-    const body = this.near(entries, ctx.query.get('near')).map(({ Node: n, Service: s }) => ({
+    const visible = entries.filter((e) => ctx.authz?.canRead(e.Node.Node, e.Service.Service) ?? true);
+    const body = this.near(visible, ctx.query.get('near')).map(({ Node: n, Service: s }) => ({
       ID: n.ID,
       Node: n.Node,
       Address: n.Address,
@@ -250,7 +278,7 @@ export class ConsulDevApi {
       CreateIndex: s.CreateIndex,
       ModifyIndex: s.ModifyIndex,
     }));
-    return json(body, this.meta(ctx, opts, index));
+    return json(body, this.meta(ctx, opts, index, visible.length < entries.length));
   }
 
   /** `GET /v1/catalog/nodes`. */
@@ -258,10 +286,9 @@ export class ConsulDevApi {
     const opts = this.queryOptions(ctx);
     const state = this.agent.state;
     const index = await this.block(ctx, opts, () => state.nodesTableIndex());
-    return json(
-      state.allNodes().filter((n) => n.Datacenter === opts.dc),
-      this.meta(ctx, opts, index),
-    );
+    const nodes = state.allNodes().filter((n) => n.Datacenter === opts.dc);
+    const visible = nodes.filter((n) => ctx.authz?.nodeRead(n.Node) ?? true);
+    return json(visible, this.meta(ctx, opts, index, visible.length < nodes.length));
   }
 
   private ttlUpdate(ctx: RouteContext, checkId: string, status: string): Reply {
@@ -355,15 +382,18 @@ export class ConsulDevApi {
     return Math.max(1, index());
   }
 
-  /** Query-meta headers (and agent-cache headers with `?cached`). */
-  private meta(ctx: RouteContext, opts: QueryOptions, index: number): Record<string, string> {
+  /** Query-meta headers (and agent-cache headers with `?cached`); `filtered`: ACLs removed results. */
+  private meta(ctx: RouteContext, opts: QueryOptions, index: number, filtered = false): Record<string, string> {
     const headers: Record<string, string> = {
       'X-Consul-Index': String(index),
       'X-Consul-KnownLeader': 'true',
       'X-Consul-LastContact': '0',
       'X-Consul-Effective-Consistency': opts.consistency,
-      'X-Consul-Default-Acl-Policy': this.options.aclEnabled ? 'deny' : 'allow',
+      'X-Consul-Default-Acl-Policy': this.options.acl !== undefined ? 'deny' : 'allow',
     };
+    // Consul masks the flag for a request without a token (`maskResultsFilteredByACLs`): an
+    // anonymous read that ACLs emptied looks exactly like "no instances".
+    if (filtered && ctx.token !== undefined && ctx.token !== '') headers['X-Consul-Results-Filtered-By-ACLs'] = 'true';
     if (opts.cached) {
       const q = new URLSearchParams(ctx.query);
       for (const k of ['index', 'wait', 'token', 'cached', 'stale']) q.delete(k);

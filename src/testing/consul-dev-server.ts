@@ -16,6 +16,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import type { HealthyInstance, NodeDefinition, ServiceDefinition, CheckStatus } from './consul-api-types.js';
+import { DevAcl } from './consul-dev-acl.js';
 import { DevAgent } from './consul-dev-agent.js';
 import { ConnectionTracker, extractToken, readJsonBody, resetSocket } from './consul-dev-connections.js';
 import { FaultQueue } from './consul-dev-faults.js';
@@ -31,6 +32,9 @@ export type { ConsulDevServerOptions, RecordedRequest } from './consul-dev-optio
 
 /** Recorded requests kept; older ones are dropped in halves beyond this. */
 const MAX_RECORDED = 100_000;
+/** Reads any token may make (their answers are filtered per instance by its rights). */
+const FILTERED_READS =
+  /^\/v1\/(health\/service\/|health\/checks\/|catalog\/service\/|catalog\/services$|catalog\/nodes$|acl\/token\/self$)/;
 
 /** The Consul dev server. Start it with {@link ConsulDevServer.start}; always `stop()` it. */
 export class ConsulDevServer {
@@ -50,8 +54,6 @@ export class ConsulDevServer {
     return this.dns;
   }
 
-  /** Valid tokens without node:read: their service reads come back filtered to `[]`. */
-  private readonly aclFilteredTokens: readonly string[];
   /** Armed faults, consumed by arriving requests. */
   private readonly faults = new FaultQueue();
   /** Requests in arrival order, at most MAX_RECORDED. */
@@ -65,13 +67,11 @@ export class ConsulDevServer {
     private readonly server: http.Server,
     private readonly agent: DevAgent,
     private readonly api: ConsulDevApi,
-    private readonly aclToken: string | undefined,
+    private readonly acl: DevAcl | undefined,
     private readonly tracker: ConnectionTracker,
     private readonly dns: ConsulDnsServer | undefined,
     scheme: 'http' | 'https',
-    aclFilteredTokens: readonly string[],
   ) {
-    this.aclFilteredTokens = aclFilteredTokens;
     const address = server.address() as net.AddressInfo;
     this.host = address.address;
     this.port = address.port;
@@ -98,9 +98,11 @@ export class ConsulDevServer {
       checkIntervalFloorMs: options.checkIntervalFloorMs ?? 100,
     });
     let churn = (): boolean => false;
+    const acl =
+      options.aclToken === undefined ? undefined : new DevAcl(options.aclToken, options.aclFilteredTokens ?? []);
     const api = new ConsulDevApi(agent, {
       maxWaitMs: options.maxWaitMs ?? 600_000,
-      aclEnabled: options.aclToken !== undefined,
+      acl,
       random: options.random ?? Math.random,
       churn: () => churn(),
     });
@@ -139,16 +141,7 @@ export class ConsulDevServer {
             agent.healthyInstances(service, { ...(tag === undefined ? {} : { tag }), includeWarning: true }),
         });
       }
-      const dev = new ConsulDevServer(
-        server,
-        agent,
-        api,
-        options.aclToken,
-        tracker,
-        dns,
-        tls === undefined ? 'http' : 'https',
-        [...(options.aclFilteredTokens ?? [])],
-      );
+      const dev = new ConsulDevServer(server, agent, api, acl, tracker, dns, tls === undefined ? 'http' : 'https');
       churn = () => dev.churn;
       return dev;
     } catch (err) {
@@ -344,17 +337,23 @@ export class ConsulDevServer {
       return;
     }
     const truncate = fault?.kind === 'truncate';
-    const filteredByAcls = token !== undefined && this.aclFilteredTokens.includes(token);
-    if (this.aclToken !== undefined && !path.startsWith('/v1/status/') && token !== this.aclToken && !filteredByAcls) {
-      // Consul: no token = the anonymous token, denied by default; an unknown token = "ACL not found".
+    // Consul: no token = the anonymous token (default deny: it sees nothing); an unknown or
+    // deleted token = 403 "ACL not found"; reads of services are filtered per instance by the
+    // routes; every other endpoint needs the management token here.
+    const authz = this.acl?.resolve(token);
+    const open = path.startsWith('/v1/status/') || this.acl === undefined;
+    const denied = open
+      ? undefined
+      : authz === undefined
+        ? 'ACL not found'
+        : !authz.management && !(req.method === 'GET' && FILTERED_READS.test(path))
+          ? 'Permission denied'
+          : undefined;
+    if (denied !== undefined) {
       this.tracker.send(
         req,
         res,
-        {
-          status: 403,
-          headers: { 'Content-Type': 'text/plain; charset=utf-8' },
-          body: token === undefined ? 'Permission denied' : 'ACL not found',
-        },
+        { status: 403, headers: { 'Content-Type': 'text/plain; charset=utf-8' }, body: denied },
         truncate,
       );
       return;
@@ -365,14 +364,10 @@ export class ConsulDevServer {
       query: url.searchParams,
       readBody: () => readJsonBody(req),
       waitForIndex: (index, minIndex, waitMs) => this.tracker.waitForIndex(res, index, minIndex, waitMs),
+      authz: open ? undefined : authz,
+      token,
     };
-    void this.api.handle(ctx).then((reply) => {
-      const filtered =
-        filteredByAcls && reply.status === 200 && /^\/v1\/(health|catalog)\/service\//.test(path)
-          ? { ...reply, headers: { ...reply.headers, 'X-Consul-Results-Filtered-By-ACLs': 'true' }, body: '[]' }
-          : reply;
-      this.tracker.send(req, res, filtered, truncate);
-    });
+    void this.api.handle(ctx).then((reply) => this.tracker.send(req, res, reply, truncate));
   }
 
   /** Query-meta headers for a canned 2xx answer, so that only its body is wrong. */

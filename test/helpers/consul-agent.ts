@@ -159,10 +159,128 @@ async function freePorts(count: number): Promise<number[]> {
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Consul's HTTP API as the tests use it (setup and raw requests), over plain HTTP. Works against
+ * a real agent and against the dev server alike, so a contract test's setup is the same for both.
+ */
+export class ConsulApi {
+  /**
+   * @param httpAddr `http://host:port`
+   * @param managementToken sent by default when set (ACLs on)
+   */
+  constructor(
+    readonly httpAddr: string,
+    readonly managementToken: string | undefined,
+  ) {}
+
+  /** One HTTP request. */
+  request(method: string, path: string, opts: ConsulRequestOptions = {}): Promise<ConsulResponse> {
+    const url = new URL(path, this.httpAddr);
+    for (const [key, value] of Object.entries(opts.query ?? {})) {
+      if (Array.isArray(value)) for (const v of value as readonly string[]) url.searchParams.append(key, v);
+      else url.searchParams.set(key, String(value));
+    }
+    const headers: Record<string, string> = {};
+    const token = opts.token === undefined ? this.managementToken : opts.token;
+    if (token !== undefined && token !== null) headers['X-Consul-Token'] = token;
+    const body =
+      opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    return new Promise<ConsulResponse>((resolve, reject) => {
+      const req = http.request(url, { method, headers, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+      });
+      req.setTimeout(opts.timeoutMs ?? 15_000, () => req.destroy(new Error(`${method} ${path}: timed out`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Like `request`, but a non-2xx answer throws with its body. */
+  async call(method: string, path: string, opts: ConsulRequestOptions = {}): Promise<ConsulResponse> {
+    const res = await this.request(method, path, opts);
+    if (res.status < 200 || res.status > 299) throw new Error(`${method} ${path}: ${res.status} ${res.text}`);
+    return res;
+  }
+
+  /** `PUT /v1/agent/service/register` (a Consul service definition: Name, ID, Check(s), Tags, Meta, ...). */
+  async registerService(def: Readonly<Record<string, unknown>>, opts: { token?: string | null } = {}): Promise<void> {
+    await this.call('PUT', '/v1/agent/service/register', { ...opts, body: def });
+  }
+
+  async deregisterService(serviceId: string): Promise<void> {
+    await this.call('PUT', `/v1/agent/service/deregister/${encodeURIComponent(serviceId)}`);
+  }
+
+  /** `PUT /v1/catalog/register`: another node (with address, meta, tagged addresses) and its service/checks. */
+  async catalogRegister(body: Readonly<Record<string, unknown>>): Promise<void> {
+    await this.call('PUT', '/v1/catalog/register', { body });
+  }
+
+  /** A TTL check's status through the agent's check endpoints (`pass`/`warn`/`fail`). */
+  async setCheckStatus(checkId: string, status: CheckStatus, note = ''): Promise<void> {
+    const verb = status === 'passing' ? 'pass' : status === 'warning' ? 'warn' : 'fail';
+    await this.call('PUT', `/v1/agent/check/${verb}/${encodeURIComponent(checkId)}`, note ? { query: { note } } : {});
+  }
+
+  async setServiceMaintenance(serviceId: string, enable: boolean, reason = ''): Promise<void> {
+    await this.call('PUT', `/v1/agent/service/maintenance/${encodeURIComponent(serviceId)}`, {
+      query: { enable, ...(reason ? { reason } : {}) },
+    });
+  }
+
+  async setNodeMaintenance(enable: boolean, reason = ''): Promise<void> {
+    await this.call('PUT', '/v1/agent/maintenance', { query: { enable, ...(reason ? { reason } : {}) } });
+  }
+
+  /** `X-Consul-Index` of `GET /v1/health/service/:service` now. */
+  async serviceIndex(service: string): Promise<number> {
+    const res = await this.call('GET', `/v1/health/service/${encodeURIComponent(service)}`);
+    return Number(res.headers['x-consul-index']);
+  }
+
+  /** Creates an ACL policy from rules (HCL) and returns its ID. */
+  async createPolicy(name: string, rules: string): Promise<string> {
+    const res = await this.call('PUT', '/v1/acl/policy', { body: { Name: name, Rules: rules } });
+    return (res.json as { ID: string }).ID;
+  }
+
+  /** Creates a token linked to policies (by name); `policies: []` is a token with no rights. */
+  async createToken(policies: readonly string[], description = 'worker-resolver test'): Promise<AclToken> {
+    const res = await this.call('PUT', '/v1/acl/token', {
+      body: { Description: description, Policies: policies.map((Name) => ({ Name })) },
+    });
+    const { AccessorID, SecretID } = res.json as AclToken;
+    return { AccessorID, SecretID };
+  }
+
+  /** Revokes a token (by accessor ID). */
+  async deleteToken(accessorId: string): Promise<void> {
+    await this.call('DELETE', `/v1/acl/token/${encodeURIComponent(accessorId)}`);
+  }
+
+  /** Sets the anonymous token's policies (the rights of a request without a token). */
+  async setAnonymousPolicies(policies: readonly string[]): Promise<void> {
+    await this.call('PUT', '/v1/acl/token/00000000-0000-0000-0000-000000000002', {
+      body: { Description: 'Anonymous Token', Policies: policies.map((Name) => ({ Name })) },
+    });
+  }
+}
+
 /** A real `consul agent` on loopback, owned by one test file. */
-export class ConsulAgent {
-  /** `http://127.0.0.1:<port>`. */
-  readonly httpAddr: string;
+export class ConsulAgent extends ConsulApi {
   /** `https://127.0.0.1:<port>` when TLS is on. */
   readonly httpsAddr: string | undefined;
   /** `127.0.0.1:<port>` of the DNS interface (UDP and TCP). */
@@ -170,8 +288,6 @@ export class ConsulAgent {
   readonly ports: ConsulAgentPorts;
   readonly nodeName: string;
   readonly mode: 'dev' | 'server';
-  /** The management token when ACLs are on (the helpers send it by default). */
-  readonly managementToken: string | undefined;
   /** Temp directory holding config, log and (server mode) data; removed by `stop()`. */
   readonly dir: string;
   private readonly binary: string;
@@ -197,15 +313,14 @@ export class ConsulAgent {
     args: string[];
     startTimeoutMs: number;
   }) {
+    super(`http://127.0.0.1:${init.ports.http}`, init.managementToken);
     this.binary = init.binary;
     this.dir = init.dir;
     this.ports = init.ports;
     this.nodeName = init.nodeName;
     this.mode = init.mode;
-    this.managementToken = init.managementToken;
     this.args = init.args;
     this.startTimeoutMs = init.startTimeoutMs;
-    this.httpAddr = `http://127.0.0.1:${init.ports.http}`;
     this.httpsAddr = init.ports.https > 0 ? `https://127.0.0.1:${init.ports.https}` : undefined;
     this.dnsAddr = `127.0.0.1:${init.ports.dns}`;
     this.logFile = join(init.dir, 'agent.log');
@@ -365,111 +480,6 @@ export class ConsulAgent {
 
   private logTail(): string {
     return this.log().split('\n').slice(-30).join('\n');
-  }
-
-  /** One HTTP request to the agent's plain HTTP port. */
-  request(method: string, path: string, opts: ConsulRequestOptions = {}): Promise<ConsulResponse> {
-    const url = new URL(path, this.httpAddr);
-    for (const [key, value] of Object.entries(opts.query ?? {})) {
-      if (Array.isArray(value)) for (const v of value as readonly string[]) url.searchParams.append(key, v);
-      else url.searchParams.set(key, String(value));
-    }
-    const headers: Record<string, string> = {};
-    const token = opts.token === undefined ? this.managementToken : opts.token;
-    if (token !== undefined && token !== null) headers['X-Consul-Token'] = token;
-    const body =
-      opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    return new Promise<ConsulResponse>((resolve, reject) => {
-      const req = http.request(url, { method, headers, agent: false }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', reject);
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: unknown;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
-        });
-      });
-      req.setTimeout(opts.timeoutMs ?? 15_000, () => req.destroy(new Error(`${method} ${path}: timed out`)));
-      req.on('error', reject);
-      req.end(body);
-    });
-  }
-
-  /** Like `request`, but a non-2xx answer throws with its body. */
-  async call(method: string, path: string, opts: ConsulRequestOptions = {}): Promise<ConsulResponse> {
-    const res = await this.request(method, path, opts);
-    if (res.status < 200 || res.status > 299) throw new Error(`${method} ${path}: ${res.status} ${res.text}`);
-    return res;
-  }
-
-  /** `PUT /v1/agent/service/register` (a Consul service definition: Name, ID, Check(s), Tags, Meta, ...). */
-  async registerService(def: Readonly<Record<string, unknown>>, opts: { token?: string | null } = {}): Promise<void> {
-    await this.call('PUT', '/v1/agent/service/register', { ...opts, body: def });
-  }
-
-  async deregisterService(serviceId: string): Promise<void> {
-    await this.call('PUT', `/v1/agent/service/deregister/${encodeURIComponent(serviceId)}`);
-  }
-
-  /** `PUT /v1/catalog/register`: another node (with address, meta, tagged addresses) and its service/checks. */
-  async catalogRegister(body: Readonly<Record<string, unknown>>): Promise<void> {
-    await this.call('PUT', '/v1/catalog/register', { body });
-  }
-
-  /** A TTL check's status through the agent's check endpoints (`pass`/`warn`/`fail`). */
-  async setCheckStatus(checkId: string, status: CheckStatus, note = ''): Promise<void> {
-    const verb = status === 'passing' ? 'pass' : status === 'warning' ? 'warn' : 'fail';
-    await this.call('PUT', `/v1/agent/check/${verb}/${encodeURIComponent(checkId)}`, note ? { query: { note } } : {});
-  }
-
-  async setServiceMaintenance(serviceId: string, enable: boolean, reason = ''): Promise<void> {
-    await this.call('PUT', `/v1/agent/service/maintenance/${encodeURIComponent(serviceId)}`, {
-      query: { enable, ...(reason ? { reason } : {}) },
-    });
-  }
-
-  async setNodeMaintenance(enable: boolean, reason = ''): Promise<void> {
-    await this.call('PUT', '/v1/agent/maintenance', { query: { enable, ...(reason ? { reason } : {}) } });
-  }
-
-  /** `X-Consul-Index` of `GET /v1/health/service/:service` now. */
-  async serviceIndex(service: string): Promise<number> {
-    const res = await this.call('GET', `/v1/health/service/${encodeURIComponent(service)}`);
-    return Number(res.headers['x-consul-index']);
-  }
-
-  /** Creates an ACL policy from rules (HCL) and returns its ID. */
-  async createPolicy(name: string, rules: string): Promise<string> {
-    const res = await this.call('PUT', '/v1/acl/policy', { body: { Name: name, Rules: rules } });
-    return (res.json as { ID: string }).ID;
-  }
-
-  /** Creates a token linked to policies (by name); `policies: []` is a token with no rights. */
-  async createToken(policies: readonly string[], description = 'worker-resolver test'): Promise<AclToken> {
-    const res = await this.call('PUT', '/v1/acl/token', {
-      body: { Description: description, Policies: policies.map((Name) => ({ Name })) },
-    });
-    const { AccessorID, SecretID } = res.json as AclToken;
-    return { AccessorID, SecretID };
-  }
-
-  /** Revokes a token (by accessor ID). */
-  async deleteToken(accessorId: string): Promise<void> {
-    await this.call('DELETE', `/v1/acl/token/${encodeURIComponent(accessorId)}`);
-  }
-
-  /** Sets the anonymous token's policies (the rights of a request without a token). */
-  async setAnonymousPolicies(policies: readonly string[]): Promise<void> {
-    await this.call('PUT', '/v1/acl/token/00000000-0000-0000-0000-000000000002', {
-      body: { Description: 'Anonymous Token', Policies: policies.map((Name) => ({ Name })) },
-    });
   }
 
   /**
