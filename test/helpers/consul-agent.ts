@@ -31,6 +31,7 @@ import {
   closeSync,
 } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -171,6 +172,8 @@ export class ConsulApi {
   constructor(
     readonly httpAddr: string,
     readonly managementToken: string | undefined,
+    /** CA and client certificate (PEM) for an `https://` address. */
+    private readonly tlsClient?: { readonly ca: string; readonly cert?: string; readonly key?: string },
   ) {}
 
   /** One HTTP request. */
@@ -187,7 +190,8 @@ export class ConsulApi {
       opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     return new Promise<ConsulResponse>((resolve, reject) => {
-      const req = http.request(url, { method, headers, agent: false }, (res) => {
+      const lib = url.protocol === 'https:' ? https : http;
+      const req = lib.request(url, { method, headers, agent: false, ...this.tlsClient }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
