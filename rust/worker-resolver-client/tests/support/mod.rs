@@ -1,0 +1,268 @@
+//! Shared harness of the Rust integration tests: the project's Consul dev server (through
+//! `rust/fixtures/consul-dev-server.mjs`), a real `worker-resolver serve` process, and a small
+//! HTTP helper. Every child process is killed when its handle drops.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+/// The repository root (`rust/<crate>/../..`).
+pub fn repo_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .and_then(|p| p.parent())
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// The built CLI; fails the test (never skips it) when the TypeScript build is missing.
+pub fn cli_js() -> PathBuf {
+    let p = repo_root().join("dist/cli/main.js");
+    assert!(
+        p.exists() && repo_root().join("dist/testing/index.js").exists(),
+        "{} is missing: run `npm ci && npm run build` in {} (scripts/test-rust.sh does)",
+        p.display(),
+        repo_root().display()
+    );
+    p
+}
+
+/// Polls `check` every 25 ms until it returns true; panics with `what` after `guard`
+/// (a hang guard, not a timing assertion: the condition is what is asserted).
+pub async fn wait_until<F, Fut>(what: &str, guard: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + guard;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One HTTP request; returns status and body text.
+pub async fn http(method: &str, url: &str, body: Option<String>) -> Result<(u16, String), String> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| e.to_string())?;
+    let res = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| format!("{method} {url}: timed out"))?
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = res.status().as_u16();
+    let bytes = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A PUT that must answer 200.
+pub async fn put_ok(url: &str, body: Option<String>) {
+    let (status, text) = http("PUT", url, body).await.expect("PUT");
+    assert_eq!(status, 200, "PUT {url}: {text}");
+}
+
+/// Collects a child's output lines, for waiting on a log line and for failure messages.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    fn follow(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+        let lines = self.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                lines.0.lock().unwrap().push(line);
+            }
+        });
+    }
+
+    /// All lines so far.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+
+    /// The first line containing `needle`.
+    pub fn find(&self, needle: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
+    /// How many lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+/// The project's Consul dev server in a node process.
+pub struct DevConsul {
+    child: Child,
+    _stdin: ChildStdin,
+    /// e.g. `http://127.0.0.1:34567`.
+    pub http_addr: String,
+}
+
+impl DevConsul {
+    /// Starts it; `check_floor_ms` is the lowest HTTP/TCP check interval it accepts.
+    pub async fn start(check_floor_ms: u64) -> DevConsul {
+        cli_js();
+        let mut child = Command::new("node")
+            .arg(repo_root().join("rust/fixtures/consul-dev-server.mjs"))
+            .arg(check_floor_ms.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node");
+        let stdin = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), out.next_line())
+            .await
+            .expect("dev server start")
+            .expect("read")
+            .expect("a line");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+        DevConsul {
+            child,
+            _stdin: stdin,
+            http_addr: v["httpAddr"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Registers a service instance with an always-passing TTL check (for client tests that
+    /// have no real worker behind the URL).
+    pub async fn register_static(&self, service: &str, id: &str, port: u16) {
+        let body = serde_json::json!({
+            "Name": service, "ID": id, "Address": "127.0.0.1", "Port": port,
+            "Check": { "CheckID": format!("check-{id}"), "TTL": "1h", "Status": "passing" }
+        });
+        put_ok(
+            &format!("{}/v1/agent/service/register", self.http_addr),
+            Some(body.to_string()),
+        )
+        .await;
+    }
+
+    /// Deregisters a service instance.
+    pub async fn deregister(&self, id: &str) {
+        put_ok(
+            &format!("{}/v1/agent/service/deregister/{id}", self.http_addr),
+            None,
+        )
+        .await;
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A real `worker-resolver serve` process.
+pub struct SidecarProcess {
+    child: Child,
+    /// Its stderr (JSON log lines).
+    pub log: Lines,
+    /// e.g. `http://127.0.0.1:9464`.
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+}
+
+impl SidecarProcess {
+    /// Starts `worker-resolver serve --service SERVICE --consul ADDR --listen 127.0.0.1:PORT`
+    /// (0 = ephemeral) with publishes undamped, and waits for its "sidecar listening" line.
+    pub async fn start(consul: &str, service: &str, port: u16, extra: &[&str]) -> SidecarProcess {
+        let mut child = Command::new("node")
+            .arg(cli_js())
+            .args([
+                "serve",
+                "--service",
+                service,
+                "--consul",
+                consul,
+                "--min-publish-interval",
+                "0ms",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .env("OTEL_SDK_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn worker-resolver serve");
+        let log = Lines::default();
+        log.follow(child.stderr.take().unwrap());
+        let l = log.clone();
+        wait_until(
+            "the sidecar's listening line",
+            Duration::from_secs(60),
+            || {
+                let found = l.find("\"msg\":\"sidecar listening\"").is_some();
+                async move { found }
+            },
+        )
+        .await;
+        let line = log.find("\"msg\":\"sidecar listening\"").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        let url = v["url"].as_str().unwrap().to_owned();
+        let port = url
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        SidecarProcess {
+            child,
+            log,
+            url,
+            port,
+        }
+    }
+
+    /// `kill -9`.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
