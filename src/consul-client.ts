@@ -77,6 +77,11 @@ export interface HealthResponse {
   readonly index: number | undefined;
   readonly body: Buffer;
   readonly knownLeader: boolean | undefined;
+  /**
+   * `X-Consul-LastContact`: milliseconds since the answering server last heard from the
+   * leader (0 on the leader itself); undefined when absent or not a number.
+   */
+  readonly lastContactMs: number | undefined;
   /** `X-Consul-Results-Filtered-By-ACLs: true`: the token could not see some of the results. */
   readonly filteredByAcls: boolean;
 }
@@ -321,10 +326,12 @@ export class ConsulHealthClient {
     const rawIndex = header(res, 'x-consul-index');
     const index = rawIndex !== undefined && /^\d+$/.test(rawIndex) ? Number(rawIndex) : undefined;
     const leader = header(res, 'x-consul-knownleader');
+    const rawContact = header(res, 'x-consul-lastcontact');
     return {
       index,
       body: res.body ?? Buffer.alloc(0),
       knownLeader: leader === undefined ? undefined : leader === 'true',
+      lastContactMs: rawContact !== undefined && /^\d+$/.test(rawContact) ? Number(rawContact) : undefined,
       filteredByAcls: header(res, 'x-consul-results-filtered-by-acls') === 'true',
     };
   }

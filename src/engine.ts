@@ -101,6 +101,8 @@ export class Engine {
   private guardHoldOver = false;
   private staleTimer: TimerHandle | undefined;
   private noContactTimer: TimerHandle | undefined;
+  /** Leader headers of the latest Consul answer; carried by every Consul-sourced snapshot. */
+  private consulLeader: { readonly knownLeader?: boolean; readonly lastContactMs?: number } = {};
   /** Stop of the DNS source after a failback; awaited by close(). */
   private stopping: Promise<void> = Promise.resolve();
   private closed = false;
@@ -170,6 +172,12 @@ export class Engine {
         if (previous !== undefined) this.answers.set(source, { ...previous, index: outcome.index });
       }
       this.lastContact.set(source, this.config.clock.now());
+      if (source === 'consul') {
+        this.consulLeader = {
+          ...(outcome.knownLeader === undefined ? {} : { knownLeader: outcome.knownLeader }),
+          ...(outcome.lastContactMs === undefined ? {} : { lastContactMs: outcome.lastContactMs }),
+        };
+      }
       const streak = this.failureStreak.get(source);
       if (streak !== undefined) {
         this.failureStreak.delete(source);
@@ -358,6 +366,7 @@ export class Engine {
       stale: false,
       guarded: this.guardSince !== undefined,
       consulIndex: next.source === 'consul' ? next.index : undefined,
+      ...(next.source === 'consul' ? this.leaderFields() : {}),
     });
     this.lastPublishAt = clock.monotonic();
     this.emit('onPublish', { service: this.config.service, snapshot: this.current, previous, diff });
@@ -397,7 +406,16 @@ export class Engine {
       stale: change.stale ?? c.stale,
       guarded: change.guarded ?? c.guarded,
       consulIndex: change.consulIndex ?? c.consulIndex,
+      ...(c.source === 'consul' ? this.leaderFields() : {}),
     });
+  }
+
+  private leaderFields(): { consulKnownLeader?: boolean; consulLastContactMs?: number } {
+    const { knownLeader, lastContactMs } = this.consulLeader;
+    return {
+      ...(knownLeader === undefined ? {} : { consulKnownLeader: knownLeader }),
+      ...(lastContactMs === undefined ? {} : { consulLastContactMs: lastContactMs }),
+    };
   }
 
   /** Recomputes the stale flag and re-arms the timer that will flip it. */

@@ -129,6 +129,9 @@ interface Families {
   readonly rejected: Counter<'service' | 'source'>;
   readonly guard: Gauge<'service'>;
   readonly version: Gauge<'service'>;
+  readonly knownLeader: Gauge<'service'>;
+  readonly leaderContact: Gauge<'service'>;
+  readonly rereads: Counter<'service' | 'reason'>;
 }
 
 /** Families per registry: weak, so a dropped registry takes its families with it. */
@@ -259,6 +262,24 @@ function createFamilies(registry: Registry): Families {
       labelNames: ['service', 'source'],
       registers,
     }),
+    knownLeader: new Gauge({
+      name: 'worker_resolver_consul_known_leader',
+      help: 'X-Consul-KnownLeader of the latest Consul answer: 0 means the cluster had no leader and stale reads may be arbitrarily old.',
+      labelNames: ['service'],
+      registers,
+    }),
+    leaderContact: new Gauge({
+      name: 'worker_resolver_consul_last_contact_seconds',
+      help: 'X-Consul-LastContact of the latest Consul answer: how long its server had not heard from the leader (0 on the leader).',
+      labelNames: ['service'],
+      registers,
+    }),
+    rereads: new Counter({
+      name: 'worker_resolver_consul_leader_rereads_total',
+      help: 'Stale/cached answers re-read from the leader: reason="older-index" (older than the last one used) or "max-stale" (server out of touch with the leader for longer than maxStaleMs).',
+      labelNames: ['service', 'reason'],
+      registers,
+    }),
     guard: new Gauge({
       name: 'worker_resolver_guard_active',
       help: '1 while the mass-failure guard holds the last good set because the source suddenly reports far fewer workers.',
@@ -335,6 +356,9 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
     m.plannedTasks.zero({ service });
     m.capped.inc({ service }, 0);
     m.guard.set({ service }, 0);
+    for (const reason of ['older-index', 'max-stale']) m.rereads.inc({ service, reason }, 0);
+    // worker_resolver_consul_known_leader and _last_contact_seconds stay absent until Consul
+    // answers: a 0 would read as "no leader" / "in touch" before anything is known.
     setFallback(undefined);
   }
 
@@ -360,6 +384,11 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
         return;
       }
       m.lastContact.set({ service, source }, now() / 1000);
+      if (source === 'consul') {
+        if (outcome.knownLeader !== undefined) m.knownLeader.set({ service }, outcome.knownLeader ? 1 : 0);
+        if (outcome.lastContactMs !== undefined) m.leaderContact.set({ service }, outcome.lastContactMs / 1000);
+        if (outcome.reread !== undefined) m.rereads.inc({ service, reason: outcome.reread });
+      }
       if (rejected > 0) m.rejected.inc({ service, source }, rejected);
       // A last-resort fallback ends without a failback event: the primary simply answers again
       // while it is still the active source.

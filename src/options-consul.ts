@@ -76,6 +76,14 @@ export interface ConsulOptions {
   readonly rateLimit?: { readonly ratePerSecond?: number; readonly burst?: number };
   /** Error backoff (full jitter). Default base 250 ms, cap 30 s. */
   readonly backoff?: { readonly baseMs?: number; readonly capMs?: number };
+  /**
+   * Like consul-template's `max_stale`: a `stale` read from a server that has no known leader
+   * (`X-Consul-KnownLeader: false`) or has not heard from it for longer than this
+   * (`X-Consul-LastContact`) is re-read from the leader; with no leader that read fails and the
+   * last good set is kept (and failover may follow). Off by default: a follower's view is then
+   * used however old, and `snapshot().consulLastContactMs` / the metric show its age.
+   */
+  readonly maxStaleMs?: number;
   /** Minimum delay after a 403. Default 30000. */
   readonly aclRetryMs?: number;
   /** Largest accepted answer, in bytes. Default 64 MiB. */
@@ -235,6 +243,7 @@ export function resolveConsul(
       capMs: durationOption(o.backoff?.capMs, 'consul.backoff.capMs', Math.max(30_000, baseMs), baseMs),
     },
     aclRetryMs: durationOption(o.aclRetryMs, 'consul.aclRetryMs', 30_000, 0),
+    maxStaleMs: o.maxStaleMs === undefined ? undefined : durationOption(o.maxStaleMs, 'consul.maxStaleMs', 0, 0),
     clock,
     ...(random === undefined ? {} : { random }),
   };

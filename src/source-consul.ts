@@ -15,10 +15,19 @@
  *     degrades to bounded polling, not a hot loop.
  *  7. An answer Consul marks `X-Consul-Results-Filtered-By-ACLs` is incomplete (the token
  *     cannot see some instances): an ACL error, never a worker set.
- *  8. After any failed request the index is reset to 0: the first request after an outage
- *     answers at once with the current state. Keeping the old index would make a Consul that
- *     restarted with a lower index hold the request for a whole `wait` before the rule-2
- *     reset could happen — minutes of stale workers after every restart.
+ *  8. After any failed request the next request sends index 0: the first request after an
+ *     outage answers at once with the current state. Keeping the old index would make a
+ *     Consul that restarted with a lower index hold the request for a whole `wait` before the
+ *     rule-2 reset could happen — minutes of stale workers after every restart.
+ *  9. But the index of the last answer used survives errors: an answer older than it, read
+ *     from a follower (`stale`) or the agent cache (`cached`), is confirmed by a leader read
+ *     (default consistency, index 0) before it is used. A lagging follower's older state is
+ *     thereby never published; a Consul whose index really went backwards (a restart with a
+ *     fresh data dir, a snapshot restore) says so from the leader too and is taken at once.
+ * 10. `X-Consul-KnownLeader` and `X-Consul-LastContact` travel with every answer (snapshot,
+ *     metrics). With `maxStaleMs` set, a stale read whose server has no known leader or has
+ *     not heard from it for longer is re-read from the leader (consul-template's `max_stale`);
+ *     if there is no leader, that read fails and the failure path keeps the last good set.
  * Errors back off exponentially with full jitter; a 429 waits at least its `Retry-After`;
  * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
  * adds load. The loop never throws: each request ends in exactly one outcome for the sink.
@@ -49,6 +58,8 @@ export interface ConsulSourceConfig {
   readonly backoff: { readonly baseMs: number; readonly capMs: number };
   /** Minimum delay after a 403, in milliseconds. */
   readonly aclRetryMs: number;
+  /** Re-read from the leader when a stale read's `X-Consul-LastContact` exceeds this (rule 10); undefined = off. */
+  readonly maxStaleMs: number | undefined;
   readonly clock: Clock;
   readonly random?: () => number;
 }
@@ -62,6 +73,17 @@ export function blockingTimeoutMs(waitMs: number, marginMs: number): number {
 export function nextIndex(previous: number, answered: number): number {
   const sane = answered < 1 ? 1 : answered;
   return sane < previous ? 0 : sane;
+}
+
+/** One request's answer, before it becomes a {@link SourceAnswer}. */
+interface Attempt {
+  readonly workers: WorkerCandidate[];
+  readonly rejected: number;
+  readonly index: number;
+  readonly unchanged: boolean;
+  readonly knownLeader?: boolean;
+  readonly lastContactMs?: number;
+  readonly reread?: 'older-index' | 'max-stale';
 }
 
 /** Long-polls Consul health for one service. */
@@ -107,14 +129,17 @@ export class ConsulSource implements Source {
       ...this.config.backoff,
       ...(this.config.random ? { random: this.config.random } : {}),
     });
+    /** What the next request sends: 0 (answer at once) at start, after an error and after a reset. */
     let index = 0;
+    /** `X-Consul-Index` of the last answer handed to the sink; survives errors (rule 9). */
+    let lastIndex = 0;
     while (!signal.aborted) {
       const pace = bucket.take();
       if (pace > 0 && !(await sleep(clock, pace, signal))) return;
 
       const blocking = index > 0;
       const started = clock.monotonic();
-      const result = await this.attempt(client, index, signal);
+      const result = await this.fetch(client, index, lastIndex, signal);
       if (signal.aborted) return;
       const durationMs = clock.monotonic() - started;
 
@@ -127,8 +152,38 @@ export class ConsulSource implements Source {
       }
       backoff.reset();
       sink.onOutcome({ ok: true, source: 'consul', ...result, durationMs, blocking });
-      if (!result.unchanged) index = nextIndex(index, result.index);
+      if (!result.unchanged) {
+        index = nextIndex(index, result.index);
+        lastIndex = result.index;
+      }
     }
+  }
+
+  /**
+   * One answer as the loop uses it: the answer to `index`, or — when rule 9 or 10 applies —
+   * the leader's answer that confirms or replaces it.
+   */
+  private async fetch(
+    client: ConsulHealthClient,
+    index: number,
+    lastIndex: number,
+    signal: AbortSignal,
+  ): Promise<Attempt | WorkerResolverError> {
+    const { query, maxStaleMs } = this.config;
+    const answer = await this.attempt(client, index, query, signal);
+    if (answer instanceof WorkerResolverError || answer.unchanged) return answer;
+    if (query.consistency !== 'stale' && query.consistency !== 'cached') return answer;
+    const older = answer.index < lastIndex;
+    const tooStale =
+      maxStaleMs !== undefined &&
+      query.consistency === 'stale' &&
+      (answer.knownLeader === false || (answer.lastContactMs ?? 0) > maxStaleMs);
+    if (!older && !tooStale) return answer;
+    if (signal.aborted) return answer;
+    const confirmed = await this.attempt(client, 0, { ...query, consistency: 'default' }, signal);
+    return confirmed instanceof WorkerResolverError
+      ? confirmed
+      : { ...confirmed, reread: older ? 'older-index' : 'max-stale' };
   }
 
   /**
@@ -138,11 +193,10 @@ export class ConsulSource implements Source {
   private async attempt(
     client: ConsulHealthClient,
     index: number,
+    query: HealthQuery,
     signal: AbortSignal,
-  ): Promise<
-    { workers: WorkerCandidate[]; rejected: number; index: number; unchanged: boolean } | WorkerResolverError
-  > {
-    const { waitMs, query } = this.config;
+  ): Promise<Attempt | WorkerResolverError> {
+    const { waitMs } = this.config;
     const blocking = index > 0;
     const timeoutMs = blocking ? blockingTimeoutMs(waitMs, this.config.timeoutMarginMs) : this.config.requestTimeoutMs;
     let response;
@@ -167,12 +221,16 @@ export class ConsulSource implements Source {
           '(X-Consul-Results-Filtered-By-ACLs): the token needs service:read on it and node:read on its nodes',
       );
     }
+    const leader = {
+      ...(response.knownLeader === undefined ? {} : { knownLeader: response.knownLeader }),
+      ...(response.lastContactMs === undefined ? {} : { lastContactMs: response.lastContactMs }),
+    };
     if (blocking && Math.max(1, response.index) === index) {
-      return { workers: [], rejected: 0, index, unchanged: true };
+      return { workers: [], rejected: 0, index, unchanged: true, ...leader };
     }
     try {
       const parsed = parseHealthBody(response.body, this.config.policy);
-      return { workers: parsed.workers, rejected: parsed.rejected, index: response.index, unchanged: false };
+      return { workers: parsed.workers, rejected: parsed.rejected, index: response.index, unchanged: false, ...leader };
     } catch (err) {
       return err as WorkerResolverError;
     }

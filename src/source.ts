@@ -53,6 +53,16 @@ export interface SourceAnswer {
   readonly rejected: number;
   /** Consul's `X-Consul-Index` for this answer (Consul only). */
   readonly index?: number;
+  /** Consul only: `X-Consul-KnownLeader` of the answer (false: the cluster had no leader). */
+  readonly knownLeader?: boolean;
+  /** Consul only: `X-Consul-LastContact`, ms since the answering server heard from the leader. */
+  readonly lastContactMs?: number;
+  /**
+   * Consul only: this answer is a leader re-read — of a stale/cached answer older than the
+   * last one used (`older-index`), or of one from a server out of touch with the leader
+   * for longer than `maxStaleMs` (`max-stale`).
+   */
+  readonly reread?: 'older-index' | 'max-stale';
   /**
    * True if the source knows nothing changed since its previous answer (Consul: the index
    * did not move). The engine then only records contact; it does not diff.

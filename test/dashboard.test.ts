@@ -64,6 +64,7 @@ describe('dashboard: shape', () => {
         'Errors',
         'Fallback, failover and staleness',
         'Planner: tasks per stage',
+        'Consul cluster',
       ],
     );
     const ids = dashboard.panels.map((p) => p.id);
