@@ -257,11 +257,19 @@ function integerOf(given: Given<string>): number {
 
 function listenOf(given: Given<string> | undefined): { host: string; port: number } {
   if (given === undefined) return { host: '127.0.0.1', port: 9464 };
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(given.value);
+  return hostPortOf(given.value, given.origin, 9464);
+}
+
+/**
+ * Parses a listen address `host:port` (`[v6]:port` for IPv6; port 0 = ephemeral). Throws a
+ * {@link CliUsageError} naming `origin` (the flag or variable), with examples on `examplePort`.
+ */
+export function hostPortOf(value: string, origin: string, examplePort: number): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
   const port = Number(m?.[3]);
   if (m === null || port > 65535) {
     throw new CliUsageError(
-      `${given.origin}: "${given.value}" is not host:port (e.g. 127.0.0.1:9464, [::1]:9464, 0.0.0.0:0)`,
+      `${origin}: "${value}" is not host:port (e.g. 127.0.0.1:${examplePort}, [::1]:${examplePort}, 0.0.0.0:0)`,
     );
   }
   return { host: m[1] ?? m[2] ?? '', port };

@@ -15,12 +15,13 @@ import { CliUsageError } from './config.js';
 const USAGE = `worker-resolver — healthy-worker discovery for distributed query coordinators
 
 Usage:
-  worker-resolver serve [flags]    run the resolver as a sidecar: /v1/workers (long polls), /metrics, /healthz, /readyz
-  worker-resolver watch [flags]    live view of the worker set (one line per change when not a terminal)
-  worker-resolver doctor [flags]   check Consul, the ACL token, the service's health and the DNS name
-  worker-resolver demo             the embedded demo: Consul dev server, workers, sidecar, coordinator
-  worker-resolver <command> --help the flags of a command, with their environment variables and defaults
-  worker-resolver --version        the package version
+  worker-resolver serve [flags]       run the resolver as a sidecar: /v1/workers (long polls), /metrics, /healthz, /readyz
+  worker-resolver watch [flags]       live view of the worker set (one line per change when not a terminal)
+  worker-resolver doctor [flags]      check Consul, the ACL token, the service's health and the DNS name
+  worker-resolver demo [flags]        the demo: workers, sidecar, coordinator (embedded Consul dev server, or --consul URL)
+  worker-resolver dev-server [flags]  the Consul dev server (a test double: HTTP API + DNS), like consul agent -dev
+  worker-resolver <command> --help    the flags of a command, with their environment variables and defaults
+  worker-resolver --version           the package version
 
 Exit codes: 0 ok, 1 failure, 2 bad usage.`;
 
@@ -71,6 +72,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Runner>>> = {
   watch: async () => (await import('./watch.js')).runWatch,
   doctor: async () => (await import('./doctor.js')).runDoctor,
   demo: async () => (await import('./demo.js')).runDemo,
+  'dev-server': async () => (await import('./dev-server.js')).runDevServer,
 };
 
 async function main(argv: readonly string[]): Promise<number> {
