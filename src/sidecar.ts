@@ -9,7 +9,15 @@
  *   ends, with the unchanged body and index. An index greater than the current version can
  *   only come from an earlier sidecar process (versions restart at 1), so it is answered at
  *   once: the client sees the index go backwards and resets, as Consul's rules tell it to.
- * - `GET /metrics`, `GET /healthz`, `GET /readyz`.
+ * - Before the first snapshot exists, `/v1/workers` does not look like an answer: it is a
+ *   `503` with `code: "ERR_NOT_READY"`, `Retry-After` and index 0, so a client can tell "not
+ *   known yet" from "no workers"; a long poll with `index=0` waits for the first snapshot (and
+ *   gets the same 503 if its wait ends first).
+ * - `GET /readyz` is 200 once a first snapshot exists, stale or not: a last good set is a
+ *   useful answer, and tying readiness to Consul's freshness would take every coordinator's
+ *   sidecar out of its load balancer at once during one Consul outage. Freshness is in its
+ *   body (`stale`, `lastContactAt`), in `/v1/workers` and in `worker_resolver_snapshot_stale`.
+ * - `GET /metrics`, `GET /healthz`.
  *
  * Concurrency: one `resolver.subscribe` listener wakes every held poll on each publish; each
  * poll is answered with `res.end(body)`, which only queues bytes, so a slow reader never
@@ -70,6 +78,8 @@ const UNLINTED_DEFAULT_METRICS = [
   'nodejs_active_resources_total',
 ];
 const ROUTES = new Set(['/v1/workers', '/metrics', '/healthz', '/readyz']);
+/** What a client is told to wait before asking again while no snapshot exists, in seconds. */
+const NOT_READY_RETRY_AFTER_S = 1;
 
 /** A held `GET /v1/workers?index=N` request. */
 interface LongPoll {
@@ -248,6 +258,15 @@ class SidecarServer implements Sidecar {
   }
 
   private sendWorkers(res: http.ServerResponse, snapshot: WorkerSnapshot): void {
+    if (snapshot.version === 0) {
+      res.setHeader('X-Worker-Resolver-Index', '0');
+      res.setHeader('Retry-After', String(NOT_READY_RETRY_AFTER_S));
+      return this.sendJson(
+        res,
+        503,
+        `${JSON.stringify({ error: 'no worker snapshot yet: the resolver has not had a first answer from any source', code: 'ERR_NOT_READY', index: 0 })}\n`,
+      );
+    }
     if (this.cache?.snapshot !== snapshot) this.cache = { snapshot, body: workersBody(snapshot) };
     res.setHeader('X-Worker-Resolver-Index', String(snapshot.version));
     this.sendJson(res, 200, this.cache.body);
@@ -258,12 +277,14 @@ class SidecarServer implements Sidecar {
     if (s.version === 0) {
       return this.sendJson(res, 503, '{"status":"not ready","reason":"no worker snapshot yet"}\n');
     }
-    if (s.stale) {
-      const silentS = Math.round((Date.now() - s.lastContactAt) / 1000);
-      const reason = `snapshot is stale: no answer from ${s.source} for ${silentS}s`;
-      return this.sendJson(res, 503, `${JSON.stringify({ status: 'not ready', reason, index: s.version })}\n`);
-    }
-    const body = { status: 'ready', index: s.version, source: s.source, workers: s.workers.length };
+    const body = {
+      status: 'ready',
+      index: s.version,
+      source: s.source,
+      workers: s.workers.length,
+      stale: s.stale,
+      lastContactAt: s.lastContactAt === 0 ? null : new Date(s.lastContactAt).toISOString(),
+    };
     this.sendJson(res, 200, `${JSON.stringify(body)}\n`);
   }
 

@@ -4,6 +4,8 @@
  * the end of the wait" and "not before the wait", never exact latencies.
  */
 import { describe, it, before, after } from 'node:test';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { createWorkerResolver } from '../src/index.js';
@@ -162,7 +164,7 @@ describe('sidecar', () => {
     assert.equal((JSON.parse(ready.body) as { status: string }).status, 'ready');
   });
 
-  it('/readyz is 503 with a reason before the first snapshot and while it is stale', async () => {
+  it('/readyz is 503 before the first snapshot, and 200 with stale: true while a last good set is served', async () => {
     const never = createWorkerResolver({
       service: 'worker',
       consul: { address: `127.0.0.1:${await closedPort()}`, backoff: { baseMs: 1000, capMs: 1000 } },
@@ -186,12 +188,70 @@ describe('sidecar', () => {
       // The blocking query holds for minutes, so nothing answers within 200 ms: stale.
       await waitFor(() => stale.snapshot().stale, 'the snapshot to go stale');
       const res = await httpGet(`${b.url}/readyz`);
-      assert.equal(res.status, 503);
-      assert.match((JSON.parse(res.body) as { reason: string }).reason, /stale/);
+      assert.equal(res.status, 200, 'a stale last good set is still a useful answer: ready');
+      const body = JSON.parse(res.body) as { status: string; stale: boolean; lastContactAt: string | null };
+      assert.equal(body.status, 'ready');
+      assert.equal(body.stale, true, 'freshness is reported in the body');
+      assert.ok(body.lastContactAt !== null && !Number.isNaN(Date.parse(body.lastContactAt)));
       assert.equal((JSON.parse((await httpGet(`${b.url}/v1/workers`)).body) as WorkersBody).stale, true);
     } finally {
       await Promise.all([a.close(), b.close()]);
       await Promise.all([never.close(), stale.close()]);
+    }
+  });
+
+  it('before the first snapshot /v1/workers is a 503 "not known yet", and an index=0 long poll waits for it', async () => {
+    // A Consul that answers its first request only after 500 ms.
+    let release: (() => void) | undefined;
+    const slow = http.createServer((req, res) => {
+      const answer = (): void => {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': '5' });
+        res.end(
+          JSON.stringify([
+            {
+              Node: { Node: 'n1', Address: '127.0.2.1' },
+              Service: { ID: 'w1', Service: 'worker', Address: '', Port: 9100, Tags: [], Meta: {} },
+              Checks: [],
+            },
+          ]),
+        );
+      };
+      if (new URL(req.url ?? '/', 'http://x').searchParams.has('index')) return; // held until close
+      release = answer;
+    });
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    const late = createWorkerResolver({
+      service: 'worker',
+      consul: { address: `127.0.0.1:${(slow.address() as AddressInfo).port}` },
+      env: {},
+      logger: silent,
+      minPublishIntervalMs: 0,
+    });
+    const c = await startSidecar({ resolver: late, port: 0 });
+    try {
+      const notYet = await httpGet(`${c.url}/v1/workers`);
+      assert.equal(notYet.status, 503);
+      assert.equal(notYet.headers['retry-after'], '1');
+      assert.equal(notYet.headers['x-worker-resolver-index'], '0');
+      assert.equal((JSON.parse(notYet.body) as { code: string }).code, 'ERR_NOT_READY');
+      const short = await httpGet(`${c.url}/v1/workers?index=0&wait=50ms`);
+      assert.equal(short.status, 503, 'a wait that ends before the first snapshot is still "not known yet"');
+      const poll = httpGet(`${c.url}/v1/workers?index=0&wait=60s`);
+      await waitFor(() => release !== undefined && c.openLongPolls() === 1, 'the poll to be held');
+      release!();
+      const first = await poll;
+      assert.equal(first.status, 200);
+      const body = JSON.parse(first.body) as WorkersBody;
+      assert.equal(body.index, 1);
+      assert.deepEqual(
+        body.workers.map((w) => w.url),
+        ['http://127.0.2.1:9100/'],
+      );
+    } finally {
+      await c.close();
+      await late.close();
+      slow.closeAllConnections();
+      await new Promise((resolve) => slow.close(resolve));
     }
   });
 
