@@ -4,8 +4,12 @@
  * server shapes its answers, so clients can be tested against Consul's quirks:
  *
  * - SRV answers have priority 1 and the instance's weight; the target is
- *   `<node>.node.<dc>.<domain>.` when the service has no address of its own, else
- *   `<hex-ip>.addr.<dc>.<domain>.`; the A/AAAA records go to the Additional section.
+ *   `<hex-ip>.addr.<dc>.<domain>.` for a service IP address, `<node>.node.<dc>.<domain>.` for
+ *   an instance without one on a node with an IP address, and the hostname itself when the
+ *   address used (`Service.Address`, else `Node.Address`) is a hostname. A/AAAA records for IP
+ *   targets go to the Additional section; a hostname gets none (its A lookup is a separate
+ *   question, which Consul only answers through `recursors`). An A query of a service whose
+ *   first instance has a hostname is answered with one CNAME to it, as Consul does.
  * - Answers are shuffled (Consul shuffles instances on every query).
  * - Unknown names in the domain, and services without a healthy instance, get NXDOMAIN
  *   with the domain's SOA in the Authority section; names outside the domain get
@@ -17,7 +21,10 @@
  *   had one.
  *
  * Differences from Consul: trimming removes answers one by one instead of by binary
- * search (it may keep a record or two more); node names are learned from the instances
+ * search (it may keep a record or two more), measuring the size with name compression as
+ * Consul does, while dns-packet writes the answer uncompressed (a trimmed EDNS answer can
+ * be larger on the wire than the size it was trimmed to); Consul's TXT records of node
+ * metadata in the Additional section are not produced; node names are learned from the instances
  * the callback returned (the double has no catalog), so `<node>.node` lookups work for
  * nodes that appeared in an earlier service answer.
  */
@@ -255,13 +262,22 @@ export class ConsulDnsServer {
         if (seen.has(key)) continue;
         seen.add(key);
         this.nodes.set(`${instance.node.toLowerCase()}|${instance.datacenter}`, instance.nodeAddress);
+        const isIp = net.isIP(address) !== 0;
         if (question.type === 'SRV') {
-          const target = instance.serviceAddress
-            ? `${hexAddress(instance.serviceAddress)}.addr.${instance.datacenter}.${domain}.`
-            : `${instance.node}.node.${instance.datacenter}.${domain}.`;
+          const target = !isIp
+            ? `${trimDot(address)}.`
+            : instance.serviceAddress
+              ? `${hexAddress(instance.serviceAddress)}.addr.${instance.datacenter}.${domain}.`
+              : `${instance.node}.node.${instance.datacenter}.${domain}.`;
           const data = { priority: 1, weight: instance.weight, port: instance.port, target };
           answers.push({ type: 'SRV', name: question.name, ttl, data });
-          extras.push(addressRecord(target, address, ttl));
+          if (isIp) extras.push(addressRecord(target, address, ttl));
+        } else if (!isIp) {
+          // A CNAME cannot share its name with other records: Consul answers the first one only.
+          if (wantsAddress && answers.length === 0) {
+            answers.push({ type: 'CNAME', name: question.name, ttl, data: trimDot(address) });
+            break;
+          }
         } else if (question.type === addressType(address) && !seen.has(address)) {
           seen.add(address);
           answers.push(addressRecord(question.name, address, ttl));
@@ -342,7 +358,7 @@ export class ConsulDnsServer {
     const maxAnswers = Math.min(MAX_UDP_ANSWER_LIMIT, this.options.udpAnswerLimit);
     if (maxSize === DEFAULT_MAX_UDP_SIZE && original.length > maxAnswers) keep(maxAnswers);
     // Consul keeps at least one answer even when it alone is too large, and leaves 8 bytes for the UDP header.
-    while ((packet.answers?.length ?? 0) > 1 && dnsPacket.encodingLength(packet) > maxSize - 8) {
+    while ((packet.answers?.length ?? 0) > 1 && compressedLength(packet) > maxSize - 8) {
       packet.authorities = [];
       keep((packet.answers?.length ?? 1) - 1);
     }
@@ -350,6 +366,45 @@ export class ConsulDnsServer {
       packet.flags = (packet.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE;
     }
   }
+}
+
+/**
+ * The length of `packet` as miekg/dns (Consul's DNS library) computes it with compression: a
+ * name whose suffix was written before costs a 2-byte pointer from there. SRV targets are
+ * written in full (RFC 2782 forbids compressing them) but can be pointed to by later names.
+ */
+function compressedLength(packet: Packet): number {
+  const plainNameLength = (name: string): number =>
+    trimDot(name)
+      .split('.')
+      .filter(Boolean)
+      .reduce((sum, label) => sum + label.length + 1, 1);
+  const seen = new Set<string>();
+  const nameLength = (name: string, compress: boolean): number => {
+    const labels = trimDot(name).toLowerCase().split('.').filter(Boolean);
+    let length = 0;
+    for (let i = 0; i < labels.length; i += 1) {
+      const suffix = labels.slice(i).join('.');
+      if (compress && seen.has(suffix)) return length + 2;
+      seen.add(suffix);
+      length += (labels[i]?.length ?? 0) + 1;
+    }
+    return length + 1;
+  };
+  let length = 12;
+  for (const q of packet.questions ?? []) length += nameLength(q.name, true) + 4;
+  const sections = [packet.answers ?? [], packet.authorities ?? [], packet.additionals ?? []];
+  for (const record of sections.flat()) {
+    if (record.type === 'OPT') {
+      length += 11;
+      continue;
+    }
+    length += nameLength(record.name, true) + 10;
+    if (record.type === 'SRV') length += 6 + nameLength(record.data.target, false);
+    else if (record.type === 'CNAME') length += nameLength(record.data, true);
+    else length += dnsPacket.encodingLength({ answers: [record] }) - 12 - 10 - plainNameLength(record.name);
+  }
+  return length;
 }
 
 /** A reply under construction, with its rcode (dns-packet keeps it inside `flags`). */
