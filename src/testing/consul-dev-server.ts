@@ -204,9 +204,14 @@ export class ConsulDevServer {
     this.agent.state.bumpIndex(service);
   }
 
-  /** Simulates a Consul restart/snapshot restore: every index drops to `to` (default 1), content kept. */
+  /**
+   * Simulates a Consul restart/snapshot restore: every index drops to `to` (default 1), content
+   * kept, and every held blocking query answers at once with the lower index (Consul abandons
+   * the restored-over state store, which wakes its watchers).
+   */
   resetIndex(to = 1): void {
     this.agent.state.resetIndex(to);
+    this.tracker.abandonAll();
   }
 
   /**
