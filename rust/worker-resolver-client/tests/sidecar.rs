@@ -33,7 +33,7 @@ async fn wait_for_ports(client: &SidecarClient, want: &[u16]) -> Arc<WorkerSnaps
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_the_real_sidecar_through_changes_a_kill_and_a_restart() {
-    let consul = DevConsul::start(100).await;
+    let consul = DevConsul::start().await;
     consul.register_static("worker", "w1", 9101).await;
     consul.register_static("worker", "w2", 9102).await;
     let mut sidecar = SidecarProcess::start(&consul.http_addr, "worker", 0, &[]).await;

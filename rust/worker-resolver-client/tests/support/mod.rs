@@ -92,6 +92,11 @@ pub async fn put_ok(url: &str, body: Option<String>) {
 pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
+    /// Appends a line.
+    pub fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
     fn follow(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
         let lines = self.clone();
         tokio::spawn(async move {
@@ -137,12 +142,24 @@ pub struct DevConsul {
 }
 
 impl DevConsul {
-    /// Starts it; `check_floor_ms` is the lowest HTTP/TCP check interval it accepts.
-    pub async fn start(check_floor_ms: u64) -> DevConsul {
-        cli_js();
-        let mut child = Command::new("node")
-            .arg(repo_root().join("rust/fixtures/consul-dev-server.mjs"))
-            .arg(check_floor_ms.to_string())
+    /// Starts it: `worker-resolver dev-server --json` when the CLI has that command, else
+    /// `rust/fixtures/consul-dev-server.mjs` (the same `ConsulDevServer` from dist/testing).
+    pub async fn start() -> DevConsul {
+        let cli = cli_js();
+        let has_command = repo_root().join("dist/cli/dev-server.js").exists();
+        let mut cmd = Command::new("node");
+        if has_command {
+            cmd.arg(cli).args([
+                "dev-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--no-dns",
+                "--json",
+            ]);
+        } else {
+            cmd.arg(repo_root().join("rust/fixtures/consul-dev-server.mjs"));
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -157,10 +174,15 @@ impl DevConsul {
             .expect("read")
             .expect("a line");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+        let http_addr = v["http"]
+            .as_str()
+            .or(v["httpAddr"].as_str())
+            .expect("http address")
+            .to_owned();
         DevConsul {
             child,
             _stdin: stdin,
-            http_addr: v["httpAddr"].as_str().unwrap().to_owned(),
+            http_addr,
         }
     }
 
