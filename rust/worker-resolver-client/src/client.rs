@@ -3,7 +3,7 @@
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::index::next_index;
-use crate::snapshot::WorkerSnapshot;
+use crate::snapshot::{Source, Worker, WorkerSnapshot};
 use crate::traceparent::TraceParent;
 use crate::wire::{Answer, decode};
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -111,6 +111,54 @@ impl std::fmt::Debug for WorkerReader {
 }
 
 impl WorkerReader {
+    /// A reader over a fixed list (source `static`), with no sidecar and no task: for tests,
+    /// benchmarks and simple setups, like the TypeScript `StaticWorkerResolver`. It is never
+    /// stale. Duplicate URLs are removed and the list is sorted, as the sidecar does.
+    pub fn fixed(urls: impl IntoIterator<Item = Url>) -> WorkerReader {
+        let mut urls: Vec<Url> = urls.into_iter().collect();
+        urls.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        urls.dedup();
+        let workers: Vec<Worker> = urls
+            .iter()
+            .map(|u| Worker {
+                url: u.clone(),
+                id: u.to_string(),
+                node: String::new(),
+                tags: Vec::new(),
+                meta: Default::default(),
+                status: "passing".to_owned(),
+            })
+            .collect();
+        let snapshot = Arc::new(WorkerSnapshot {
+            version: 1,
+            sidecar_index: 0,
+            source: Source::Static,
+            stale: false,
+            updated_at: None,
+            workers: workers.into(),
+            urls: urls.into(),
+            received_at: Instant::now(),
+        });
+        let config = ClientConfig::builder("http://127.0.0.1:9464")
+            .stale_after(Duration::MAX)
+            .build()
+            .expect("static configuration is valid");
+        let (tx, _) = watch::channel(Arc::clone(&snapshot));
+        let shared = Arc::new(Shared {
+            config,
+            current: ArcSwap::new(snapshot),
+            tx,
+            epoch: Instant::now(),
+            last_contact: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            last_error: ArcSwapOption::empty(),
+            cancel: CancellationToken::new(),
+        });
+        shared.touch();
+        shared.cancel.cancel();
+        WorkerReader { shared }
+    }
+
     /// The current snapshot (an `Arc` clone: no lock, no I/O, no copy of the list).
     pub fn snapshot(&self) -> Arc<WorkerSnapshot> {
         self.shared.current.load_full()

@@ -237,3 +237,13 @@ fn start_outside_a_runtime_is_an_error() {
     let cfg = config("http://127.0.0.1:1");
     assert!(matches!(SidecarClient::start(cfg), Err(Error::NoRuntime)));
 }
+
+#[tokio::test]
+async fn a_fixed_reader_serves_a_sorted_static_list_and_is_never_stale() {
+    let u = |p: u16| worker_resolver_client::Url::parse(&format!("http://127.0.0.1:{p}/")).unwrap();
+    let reader = worker_resolver_client::WorkerReader::fixed([u(9002), u(9001), u(9002)]);
+    let s = reader.ready(Duration::from_millis(1)).await.unwrap();
+    assert_eq!(&s.urls[..], &[u(9001), u(9002)]);
+    assert_eq!(s.source, worker_resolver_client::Source::Static);
+    assert!(!reader.status().is_stale());
+}
