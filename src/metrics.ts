@@ -132,6 +132,7 @@ interface Families {
   readonly knownLeader: Gauge<'service'>;
   readonly leaderContact: Gauge<'service'>;
   readonly rereads: Counter<'service' | 'reason'>;
+  readonly guardHolds: Counter<'service'>;
 }
 
 /** Families per registry: weak, so a dropped registry takes its families with it. */
@@ -280,6 +281,12 @@ function createFamilies(registry: Registry): Families {
       labelNames: ['service', 'reason'],
       registers,
     }),
+    guardHolds: new Counter({
+      name: 'worker_resolver_guard_holds_total',
+      help: 'Times the mass-failure guard started holding the last good set (a record that outlives the guard_active gauge).',
+      labelNames: ['service'],
+      registers,
+    }),
     guard: new Gauge({
       name: 'worker_resolver_guard_active',
       help: '1 while the mass-failure guard holds the last good set because the source suddenly reports far fewer workers.',
@@ -356,6 +363,7 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
     m.plannedTasks.zero({ service });
     m.capped.inc({ service }, 0);
     m.guard.set({ service }, 0);
+    m.guardHolds.inc({ service }, 0);
     for (const reason of ['older-index', 'max-stale']) m.rereads.inc({ service, reason }, 0);
     // worker_resolver_consul_known_leader and _last_contact_seconds stay absent until Consul
     // answers: a 0 would read as "no leader" / "in touch" before anything is known.
@@ -411,6 +419,7 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
     },
     onGuardChange({ active }) {
       m.guard.set({ service }, active ? 1 : 0);
+      if (active) m.guardHolds.inc({ service });
     },
   };
 }

@@ -125,31 +125,39 @@ describe('dashboard: shape', () => {
 describe('alerts', () => {
   const text = readFileSync(dashboardsPath('alerts.yml'), 'utf8');
 
-  it('define the four alerts, each with severity, summary and description, on registered metrics', async () => {
+  it('define the alerts, each with severity, summary, description and a runbook section that exists', async () => {
     const blocks = text.split(/^\s+- alert: /m).slice(1);
-    assert.deepEqual(
-      blocks.map((b) => b.slice(0, b.indexOf('\n'))),
-      [
-        'WorkerResolverRefreshFailing',
-        'WorkerResolverFallbackActive',
-        'WorkerResolverSnapshotStale',
-        'WorkerResolverNoWorkers',
-      ],
-    );
-    for (const b of blocks) {
+    const names = blocks.map((b) => b.slice(0, b.indexOf('\n')));
+    assert.deepEqual(names, [
+      'WorkerResolverNeverReady',
+      'WorkerResolverRefreshFailing',
+      'WorkerResolverFallbackActive',
+      'WorkerResolverFlapping',
+      'WorkerResolverSnapshotStale',
+      'WorkerResolverNoWorkers',
+      'WorkerResolverGuardHolding',
+      'WorkerResolverConsulNoLeader',
+    ]);
+    const runbooks = readFileSync(new URL('../docs/runbooks.md', import.meta.url), 'utf8');
+    const headings = new Set([...runbooks.matchAll(/^## (\S+)/gm)].map((m) => (m[1] ?? '').toLowerCase()));
+    for (const [i, b] of blocks.entries()) {
       assert.match(b, /^\s+severity: (warning|critical)$/m);
       assert.match(b, /^\s+summary: \S/m);
       assert.match(b, /^\s+description: \S/m);
       assert.match(b, /^\s+for: \d+m$/m);
+      const url = /^\s+runbook_url: '([^']+)'$/m.exec(b)?.[1];
+      assert.equal(url, `docs/runbooks.md#${(names[i] ?? '').toLowerCase()}`, `${names[i]}: runbook_url`);
+      assert.ok(headings.has((names[i] ?? '').toLowerCase()), `docs/runbooks.md has a section for ${names[i]}`);
+      assert.doesNotMatch(b, /\{\{ \$value \}\}/, `${names[i]}: $value is formatted (humanize)`);
     }
-    const { names, histograms } = await registeredMetrics();
-    for (const name of metricNames(text, histograms)) assert.ok(names.has(name), `unknown metric ${name}`);
+    const { names: registered, histograms } = await registeredMetrics();
+    for (const name of metricNames(text, histograms)) assert.ok(registered.has(name), `unknown metric ${name}`);
   });
 
   it('pass promtool check rules', () => {
     const { status, output } = promtool(['check', 'rules', dashboardsPath('alerts.yml')]);
     assert.equal(status, 0, output);
-    assert.match(output, /SUCCESS: 4 rules found/);
+    assert.match(output, /SUCCESS: 8 rules found/);
   });
 
   it('pass their promtool unit tests', () => {

@@ -35,6 +35,7 @@ const CONTRACT: Record<string, [string, string[]]> = {
   worker_resolver_consul_known_leader: ['gauge', ['service']],
   worker_resolver_consul_last_contact_seconds: ['gauge', ['service']],
   worker_resolver_consul_leader_rereads_total: ['counter', ['service', 'reason']],
+  worker_resolver_guard_holds_total: ['counter', ['service']],
 };
 
 /** Gauges with no series until Consul answers: a 0 would claim "no leader" / "in touch with it". */
@@ -240,6 +241,7 @@ describe('metrics: values after events', () => {
     assert.equal(await v('worker_resolver_workers', { source: 'consul' }), 3);
     clock.advance(10_001);
     assert.equal(await v('worker_resolver_guard_active'), 0);
+    assert.equal(await v('worker_resolver_guard_holds_total'), 1, 'the hold is recorded after it ended');
     assert.equal(await v('worker_resolver_workers', { source: 'consul' }), 1);
     await engine.close();
   });

@@ -23,6 +23,7 @@ import { dashboardsPath, loadDashboard, panelQueries, substitute } from './helpe
 import { PrometheusProcess, promtool } from './helpers/prometheus.js';
 import type { PromSample } from './helpers/prometheus.js';
 import { delay, waitFor } from './helpers/wait.js';
+import { freeTcpPort } from './helpers/ports.js';
 
 const JOB = 'worker-resolver';
 const SERVICE = 'worker';
@@ -61,6 +62,10 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
   let server: http.Server;
   let prom: PrometheusProcess;
   let instance: string;
+  /** A second resolver of the same service whose Consul never answers: no snapshot, ever. */
+  let broken: DiscoveringWorkerResolver;
+  let brokenServer: http.Server;
+  let brokenInstance: string;
   const registry = new Registry();
   const exporter = new InMemorySpanExporter();
 
@@ -96,7 +101,28 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     instance = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-    prom = await PrometheusProcess.start({ target: instance, job: JOB, ruleFiles: [dashboardsPath('alerts.yml')] });
+    const brokenRegistry = new Registry();
+    broken = createWorkerResolver({
+      service: SERVICE,
+      consul: { address: `127.0.0.1:${await freeTcpPort()}`, backoff: { baseMs: 200, capMs: 1000 } },
+      env: {},
+      registry: brokenRegistry,
+      logger: silent,
+    });
+    brokenServer = http.createServer((req, res) => {
+      brokenRegistry.metrics().then(
+        (body) => res.writeHead(200, { 'Content-Type': brokenRegistry.contentType }).end(body),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    });
+    await new Promise<void>((resolve) => brokenServer.listen(0, '127.0.0.1', resolve));
+    brokenInstance = `127.0.0.1:${(brokenServer.address() as net.AddressInfo).port}`;
+    prom = await PrometheusProcess.start({
+      target: instance,
+      moreTargets: [brokenInstance],
+      job: JOB,
+      ruleFiles: [dashboardsPath('alerts.yml')],
+    });
     // Prometheus applies new targets with a few seconds' delay: the scenario must start after
     // the first scrape, or its increments happen before any sample and no rate() sees them.
     await prom.waitForScrape(JOB, 20_000);
@@ -105,6 +131,11 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
   after(async () => {
     await prom?.stop();
     await resolver?.close();
+    await broken?.close();
+    brokenServer?.closeAllConnections();
+    await new Promise<void>((resolve) =>
+      brokenServer === undefined ? resolve() : brokenServer.close(() => resolve()),
+    );
     server?.closeAllConnections();
     await new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
     await dev?.stop();
@@ -233,10 +264,14 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     assert.deepEqual(
       rules.map((r) => r.name),
       [
+        'WorkerResolverNeverReady',
         'WorkerResolverRefreshFailing',
         'WorkerResolverFallbackActive',
+        'WorkerResolverFlapping',
         'WorkerResolverSnapshotStale',
         'WorkerResolverNoWorkers',
+        'WorkerResolverGuardHolding',
+        'WorkerResolverConsulNoLeader',
       ],
     );
     for (const rule of rules) {
@@ -257,5 +292,38 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
       .filter((s) => s.name === 'worker_resolver.refresh' && s.attributes['worker_resolver.blocking'] === true);
     assert.ok(polls.length > 0);
     for (const s of polls) assert.ok(s.duration[0] === 0 && s.duration[1] < 500e6, 'blocking span is short');
+  });
+
+  it('shows the worst resolver in the top row: one that never had a snapshot is not hidden by a healthy one', async () => {
+    const { dashboard } = loadDashboard();
+    // Both resolvers: the healthy one (workers, fresh) and the one whose Consul never answered.
+    const vars = { job: JOB, instance: '.*', service: SERVICE, datasource: 'prometheus', __rate_interval: '1m' };
+    const top = (title: string): string => {
+      const q = panelQueries(dashboard).find((p) => p.panel === title);
+      assert.ok(q, `panel "${title}" exists`);
+      return substitute(q.expr, vars);
+    };
+    const value = async (expr: string): Promise<number> => {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const r = await prom.query(expr);
+        const [first] = r.data.result as PromSample[];
+        if (first !== undefined) return Number(first.value[1]);
+        assert.ok(Date.now() < deadline, `no result for ${expr}\n${prom.output}`);
+        await delay(250);
+      }
+    };
+    await waitFor(() => broken.snapshot().version === 0, 'the broken resolver to have no snapshot');
+    // Both targets scraped: the broken one's version series exists.
+    await value(`worker_resolver_snapshot_version{instance="${brokenInstance}"}`);
+    assert.equal(await value(top('Workers now (worst resolver)')), 0, 'the resolver with no worker shows');
+    assert.equal(await value(top('Snapshot state (worst resolver)')), 2, '"none yet" beats the healthy "fresh"');
+    assert.ok((await value(top('Since last change (worst resolver)'))) >= 1e9, '"never" for the broken one');
+    // The healthy resolver alone reads healthy.
+    const healthy = { ...vars, instance };
+    const only = (title: string): string =>
+      substitute(panelQueries(dashboard).find((p) => p.panel === title)!.expr, healthy);
+    assert.ok((await value(only('Workers now (worst resolver)'))) >= 3);
+    assert.equal(await value(only('Snapshot state (worst resolver)')), 0);
   });
 });

@@ -70,11 +70,12 @@ export class PrometheusProcess {
   }
 
   /**
-   * Starts Prometheus scraping `target` (`host:port`) every second as job `job`, evaluating
-   * `ruleFiles` every second; resolves once it is ready.
+   * Starts Prometheus scraping `target` (`host:port`, plus any `moreTargets`) every second as
+   * job `job`, evaluating `ruleFiles` every second; resolves once it is ready.
    */
   static async start(options: {
     target: string;
+    moreTargets?: readonly string[];
     job: string;
     ruleFiles?: readonly string[];
   }): Promise<PrometheusProcess> {
@@ -91,7 +92,7 @@ export class PrometheusProcess {
       'scrape_configs:',
       `  - job_name: ${JSON.stringify(options.job)}`,
       '    static_configs:',
-      `      - targets: [${JSON.stringify(options.target)}]`,
+      `      - targets: [${[options.target, ...(options.moreTargets ?? [])].map((t) => JSON.stringify(t)).join(', ')}]`,
       '',
     ].join('\n');
     const configFile = path.join(dir, 'prometheus.yml');
