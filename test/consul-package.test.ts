@@ -75,7 +75,11 @@ describe('the consul package: the private API we use', () => {
     const consul = new (Consul as unknown as new (o: object) => Record<string, unknown>)({ baseUrl: `${base}/v1` });
     assert.equal(typeof consul['_get'], 'function', 'consul._get is gone: src/consul-client.ts must change');
     assert.equal(typeof consul['destroy'], 'function');
-    assert.equal(typeof http.Agent.prototype.addRequest, 'function', 'http.Agent#addRequest is gone');
+    assert.equal(
+      typeof (http.Agent.prototype as unknown as Record<string, unknown>)['addRequest'],
+      'function',
+      'http.Agent#addRequest is gone',
+    );
   });
 
   it('sends our path, repeated query parameters and the token header through _get', async () => {

@@ -109,7 +109,7 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
       registry: brokenRegistry,
       logger: silent,
     });
-    brokenServer = http.createServer((req, res) => {
+    brokenServer = http.createServer((_req, res) => {
       brokenRegistry.metrics().then(
         (body) => res.writeHead(200, { 'Content-Type': brokenRegistry.contentType }).end(body),
         (err: unknown) => res.writeHead(500).end(String(err)),
