@@ -1,13 +1,17 @@
 /**
  * `worker-resolver demo` as a user runs it: the real CLI in a child process, on ephemeral
  * loopback ports (`--port-base 0`), with a faster schedule so a short run shows a drain and
- * a crash. While it runs, its sidecar is queried over HTTP.
+ * a crash. While it runs, its sidecar is queried over HTTP. The embedded default, then the
+ * same demo against a real Consul agent (`--consul`, the test harness's `consul agent -dev`)
+ * and against a separately started dev server named by `CONSUL_HTTP_ADDR`.
  */
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import http from 'node:http';
+import { ConsulDevServer } from '../src/testing/index.js';
+import { ConsulAgent, consulVersion } from './helpers/consul-agent.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Run {
@@ -19,10 +23,15 @@ interface Run {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; summaryAt: number; exitAt: number }>;
 }
 
-function startDemo(args: readonly string[]): Run {
+/** The environment without Consul's variables: the embedded default, whatever the caller's shell exports. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('CONSUL_')));
+}
+
+function startDemo(args: readonly string[], env: Readonly<Record<string, string>> = {}): Run {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'demo', '--port-base', '0', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, NO_COLOR: '1' },
+    env: { ...cleanEnv(), NO_COLOR: '1', ...env },
   });
   let out = '';
   let err = '';
@@ -148,6 +157,145 @@ describe('worker-resolver demo', () => {
       assert.equal(code, 2);
       assert.equal(run.out(), '');
       assert.match(run.err(), /^worker-resolver: demo: --workers must be an integer in \[1, 32\] \(ERR_USAGE\)\n$/);
+    },
+  );
+});
+
+/** The demo's instances registered on the agent (`GET /v1/agent/services`). */
+async function demoInstances(agent: ConsulAgent): Promise<string[]> {
+  const services = (await agent.call('GET', '/v1/agent/services')).json as Record<string, { Service: string }>;
+  return Object.keys(services).filter((id) => id.startsWith('demo-worker-'));
+}
+
+describe('worker-resolver demo against a Consul it did not start', () => {
+  let agent: ConsulAgent;
+  before(async () => {
+    agent = await ConsulAgent.start();
+  });
+  after(() => agent.stop());
+
+  it(
+    '--consul URL: runs on a real Consul agent, uses its DNS, and deregisters every instance it registered',
+    { timeout: 90_000 },
+    async () => {
+      const run = startDemo([
+        '--consul',
+        agent.httpAddr,
+        '--duration',
+        '9s',
+        '--events-every',
+        '1500ms',
+        '--job-every',
+        '1s',
+      ]);
+      try {
+        await waitFor(
+          () => /sidecar +http:\/\/127\.0\.0\.1:\d+/.test(run.out()),
+          `the demo header (${run.err()})`,
+          30_000,
+        );
+        const out0 = run.out();
+        assert.match(out0, /service "worker-resolver-demo"/);
+        assert.ok(
+          out0.includes(
+            `Consul agent       ${agent.httpAddr}  (Consul ${consulVersion().replace(/^v/, '')}, from --consul)`,
+          ),
+          out0,
+        );
+        // The DNS address came from the agent itself (/v1/agent/self).
+        assert.ok(
+          out0.includes(`dig @127.0.0.1 -p ${agent.ports.dns} _worker-resolver-demo._tcp.service.consul SRV`),
+          out0,
+        );
+        const sidecar = /sidecar +(http:\/\/127\.0\.0\.1:\d+)/.exec(out0)?.[1] ?? '';
+        const body = JSON.parse((await get(`${sidecar}/v1/workers`)).body) as {
+          source: string;
+          workers: { id: string }[];
+        };
+        assert.equal(body.source, 'consul');
+        assert.ok(
+          body.workers.length >= 1 && body.workers.every((w) => /^demo-worker-\d+$/.test(w.id)),
+          JSON.stringify(body),
+        );
+        // The workers really are in the agent's catalog, with their health checks.
+        const health = (await agent.call('GET', '/v1/health/service/worker-resolver-demo')).json as unknown[];
+        assert.ok(health.length >= 1);
+
+        const { code } = await run.exited;
+        const out = run.out();
+        assert.equal(code, 0, `${out}\n${run.err()}`);
+        assert.ok(out.split('\n').filter((l) => /\] job q\d+ .* OK /.test(l)).length >= 4, `verified jobs:\n${out}`);
+        assert.doesNotMatch(out, /MISMATCH|FAILED|Consul outage/);
+        assert.match(out, /event +demo-worker-2 drained/);
+        assert.match(out, /event +demo-worker-1 crashed/);
+        // Crashed or not, nothing the demo registered is left behind on the agent.
+        assert.deepEqual(await demoInstances(agent), []);
+      } finally {
+        if (run.child.exitCode === null) run.child.kill('SIGKILL');
+      }
+    },
+  );
+
+  it(
+    'CONSUL_HTTP_ADDR: the demo uses that Consul (here a dev server started by the test)',
+    { timeout: 90_000 },
+    async () => {
+      const dev = await ConsulDevServer.start();
+      const hostPort = dev.httpAddr.replace(/^http:\/\//, '');
+      const run = startDemo(
+        ['--consul-dns', dev.dnsAddr ?? '', '--duration', '4s', '--service', 'env-demo', '--workers', '2'],
+        {
+          CONSUL_HTTP_ADDR: hostPort,
+        },
+      );
+      try {
+        const { code } = await run.exited;
+        const out = run.out();
+        assert.equal(code, 0, `${out}\n${run.err()}`);
+        assert.ok(
+          out.includes(`Consul agent       ${dev.httpAddr}  (Consul `) && out.includes(', from CONSUL_HTTP_ADDR)'),
+          out,
+        );
+        assert.ok(out.includes(`dig @${dev.dnsAddr?.replace(':', ' -p ')} _env-demo._tcp.service.consul SRV`), out);
+        const registrations = dev.requests.filter((r) => r.method === 'PUT' && r.path === '/v1/agent/service/register');
+        assert.ok(registrations.length >= 2, 'the workers registered in this Consul');
+        assert.ok(dev.requestCount('/v1/health/service/env-demo') >= 1, 'the resolver watched it');
+        assert.deepEqual(dev.healthyInstances('env-demo') ?? [], [], 'and deregistered them at the end');
+      } finally {
+        if (run.child.exitCode === null) run.child.kill('SIGKILL');
+        await dev.stop();
+      }
+    },
+  );
+
+  it(
+    '--embedded wins over CONSUL_HTTP_ADDR; an unreachable --consul is one line and exit 1; a bad one exit 2',
+    { timeout: 60_000 },
+    async () => {
+      const embedded = startDemo(['--embedded', '--duration', '2s', '--quiet', '--workers', '1'], {
+        CONSUL_HTTP_ADDR: 'http://127.0.0.1:1',
+      });
+      const e = await embedded.exited;
+      assert.equal(e.code, 0, embedded.err());
+      assert.match(embedded.out(), /Consul dev server +http:\/\/127\.0\.0\.1:\d+ +\(export CONSUL_HTTP_ADDR=/);
+
+      const unreachable = startDemo(['--consul', 'http://127.0.0.1:1', '--duration', '2s']);
+      const u = await unreachable.exited;
+      assert.equal(u.code, 1);
+      assert.match(
+        unreachable.err(),
+        /^worker-resolver demo: cannot reach Consul at http:\/\/127\.0\.0\.1:1 \(--consul\): ECONNREFUSED\n$/,
+      );
+
+      for (const args of [
+        ['--consul', 'ftp://x'],
+        ['--consul-dns', '127.0.0.1:8600'],
+        ['--embedded', '--consul', 'x:1'],
+      ]) {
+        const bad = startDemo(args);
+        assert.equal((await bad.exited).code, 2, args.join(' '));
+        assert.match(bad.err(), /^worker-resolver: demo: .+ \(ERR_USAGE\)\n$/, args.join(' '));
+      }
     },
   );
 });

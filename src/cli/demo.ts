@@ -8,22 +8,30 @@
  * crash, fail their checks, join and leave on a schedule, and Consul itself has an outage
  * (the resolver falls back to DNS SRV and comes back).
  *
+ * With `--consul URL` (or `CONSUL_HTTP_ADDR`) the same runs against that real agent instead
+ * of the embedded dev server: the workers register there (under a service of the demo's own,
+ * `worker-resolver-demo` unless `--service` says otherwise, so a real service is never
+ * touched), its DNS interface is the fallback (asked from `/v1/agent/self` unless
+ * `--consul-dns` names it), the Consul token and TLS variables are honoured, and the outage
+ * event — which needs the dev server's fault injection — is left out. On exit every instance
+ * the demo registered is deregistered again, crashed ones included.
+ *
  * Shutdown (Ctrl-C, SIGTERM or `--duration`) stops things in the reverse order of their
  * start and leaves no handle behind, so the process exits by itself with status 0.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
-import { parseDuration } from '../duration.js';
 import type { Logger } from '../events.js';
 import { createWorkerResolver } from '../resolver.js';
 import type { DiscoveringWorkerResolver } from '../resolver.js';
 import { startSidecar } from '../sidecar.js';
-import { CliUsageError } from './config.js';
+import { DEMO_USAGE, parseDemoFlags } from './demo-flags.js';
+import type { Env } from './demo-flags.js';
 import { startOtel } from './otel.js';
 import type { Sidecar } from '../sidecar.js';
 import type { WorkerSnapshot } from '../snapshot.js';
-import { ConsulDevServer } from '../testing/index.js';
+import { connectRealConsul, startEmbeddedConsul } from './demo-consul.js';
+import type { DemoConsul } from './demo-consul.js';
 import { runJobs } from '../examples/coordinator.js';
 import type { JobReport } from '../examples/coordinator.js';
 import { DEFAULT_DATASET } from '../examples/dataset.js';
@@ -31,78 +39,6 @@ import { formatJob, formatSnapshot } from '../examples/report.js';
 import type { WorkerNamer } from '../examples/report.js';
 import { startExampleWorker } from '../examples/worker.js';
 import type { ExampleWorker } from '../examples/worker.js';
-
-const SERVICE = 'datafusion-worker';
-
-const USAGE = `Usage: worker-resolver demo [options]
-
-Runs a Consul dev server, example workers, the sidecar and an example coordinator on
-127.0.0.1, and shows the worker set and each job's plan while workers come and go.
-
-Options:
-  --duration D        run for D (e.g. 30s, 2m), then exit 0. Default: until Ctrl-C
-  --workers N         initial workers (1-32). Default 4
-  --port-base P       Consul on P, its DNS on P+1, the sidecar on P+2, workers on P+10...
-                      (0 = all ephemeral). Default: Consul 8500, DNS 8600, sidecar 9464,
-                      workers ephemeral; a busy port falls back to an ephemeral one
-  --job-every D       pause between jobs. Default 2s
-  --events-every D    pause between worker events. Default 3s
-  --quiet             print only the addresses, failures and the final summary
-  -h, --help          this text`;
-
-/** The parsed command line. */
-interface DemoFlags {
-  readonly durationMs: number | undefined;
-  readonly workers: number;
-  readonly portBase: number | undefined;
-  readonly jobEveryMs: number;
-  readonly eventsEveryMs: number;
-  readonly quiet: boolean;
-}
-
-function parseFlags(argv: readonly string[]): DemoFlags | 'help' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        duration: { type: 'string' },
-        workers: { type: 'string' },
-        'port-base': { type: 'string' },
-        'job-every': { type: 'string' },
-        'events-every': { type: 'string' },
-        quiet: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-    });
-  } catch (err) {
-    throw new CliUsageError(`demo: ${(err as Error).message}`);
-  }
-  const { values } = parsed;
-  if (values.help === true) return 'help';
-  const duration = (name: string, text: string | undefined, fallback: number | undefined): number | undefined => {
-    if (text === undefined) return fallback;
-    const ms = parseDuration(text);
-    if (ms === undefined || ms <= 0) throw new CliUsageError(`demo: --${name} must be a duration such as 30s or 2m`);
-    return ms;
-  };
-  const integer = (name: string, text: string | undefined, fallback: number | undefined, min: number, max: number) => {
-    if (text === undefined) return fallback;
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min || n > max)
-      throw new CliUsageError(`demo: --${name} must be an integer in [${min}, ${max}]`);
-    return n;
-  };
-  return {
-    durationMs: duration('duration', values.duration, undefined),
-    workers: integer('workers', values.workers, 4, 1, 32) ?? 4,
-    portBase: integer('port-base', values['port-base'], undefined, 0, 65_000),
-    jobEveryMs: duration('job-every', values['job-every'], 2000) ?? 2000,
-    eventsEveryMs: duration('events-every', values['events-every'], 3000) ?? 3000,
-    quiet: values.quiet === true,
-  };
-}
 
 /** Tries `preferred`, then an ephemeral port when it is taken: a demo must start even if 8500 is in use. */
 async function onFreePort<T>(preferred: number, start: (port: number) => Promise<T>): Promise<T> {
@@ -148,13 +84,26 @@ interface DemoEvent {
  * short run (`--duration 10s`) already shows a worker leaving the set.
  */
 function schedule(
-  dev: ConsulDevServer,
+  consul: DemoConsul,
+  service: string,
   initial: readonly ExampleWorker[],
   startWorker: (n: number) => Promise<ExampleWorker>,
+  idOf: (n: number) => string,
 ): DemoEvent[] {
   const n = initial.length;
   const [a, b, c] = [initial[0], initial[1 % n], initial[2 % n]] as [ExampleWorker, ExampleWorker, ExampleWorker];
   let joiner: ExampleWorker | undefined;
+  const dev = consul.dev;
+  // A real agent has no fault injection: its outage is left out of the schedule.
+  const outage: DemoEvent[] =
+    dev === undefined
+      ? []
+      : [
+          {
+            say: 'Consul outage: the next 6 health queries get HTTP 500 (watch the fallback to DNS SRV and back)',
+            run: () => dev.failNext(6, { status: 500, path: `/v1/health/service/${service}` }),
+          },
+        ];
   return [
     { say: `${b.id} drained: Consul maintenance mode`, run: () => b.setMaintenance(true, 'demo: rolling restart') },
     {
@@ -162,18 +111,15 @@ function schedule(
       run: () => a.crash(),
     },
     { say: `${b.id} back from maintenance`, run: () => b.setMaintenance(false) },
-    { say: `worker-${n + 1} joins (TTL check)`, run: async () => void (joiner = await startWorker(n + 1)) },
+    { say: `${idOf(n + 1)} joins (TTL check)`, run: async () => void (joiner = await startWorker(n + 1)) },
     { say: `${a.id} restarted: registers again`, run: () => a.restart() },
     {
       say: `${c.id} health check failing (${c.check === 'http' ? '/health answers 503' : 'TTL reports fail'})`,
       run: () => c.setHealthy(false),
     },
     { say: `${c.id} healthy again`, run: () => c.setHealthy(true) },
-    {
-      say: 'Consul outage: the next 6 health queries get HTTP 500 (watch the fallback to DNS SRV and back)',
-      run: () => dev.failNext(6, { status: 500, path: `/v1/health/service/${SERVICE}` }),
-    },
-    { say: `worker-${n + 1} leaves: deregisters, then drains`, run: () => joiner?.close() },
+    ...outage,
+    { say: `${idOf(n + 1)} leaves: deregisters, then drains`, run: () => joiner?.close() },
   ];
 }
 
@@ -182,10 +128,10 @@ function schedule(
  * status: 0 after a clean stop, 1 when the demo could not start or a job's answer was wrong.
  * @throws {CliUsageError} on a bad flag, before anything is started.
  */
-export async function runDemo(argv: readonly string[]): Promise<number> {
-  const flags = parseFlags(argv);
+export async function runDemo(argv: readonly string[], env: Env = process.env): Promise<number> {
+  const flags = parseDemoFlags(argv, env);
   if (flags === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+    process.stdout.write(`${DEMO_USAGE}\n`);
     return 0;
   }
   const { quiet } = flags;
@@ -212,10 +158,21 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     const base = flags.portBase;
     const port = (offset: number, fallback: number): number =>
       base === undefined ? fallback : base === 0 ? 0 : base + offset;
-    const dev = await onFreePort(port(0, 8500), (p) =>
-      onFreePort(port(1, 8600), (d) => ConsulDevServer.start({ port: p, dns: { port: d } })),
-    );
-    cleanups.push(() => dev.stop());
+    const real = flags.consul;
+    const consul =
+      real === undefined
+        ? await onFreePort(port(0, 8500), (p) => onFreePort(port(1, 8600), (d) => startEmbeddedConsul(p, d)))
+        : await connectRealConsul(real, {
+            dns: flags.consulDns,
+            origin: flags.consulOrigin,
+            env,
+          });
+    cleanups.push(() => consul.stop());
+    const SERVICE = flags.service;
+    // On a real agent the IDs say whose they are, so the final clean-up cannot hit someone else's instance.
+    const idOf = (i: number): string => (real === undefined ? `worker-${i}` : `demo-worker-${i}`);
+    const registered = new Set<string>();
+    cleanups.push(() => consul.deregister([...registered]));
 
     const workers = new Map<string, ExampleWorker>();
     // Names by host:port, so DNS answers (ids `target:port`) read like Consul's.
@@ -227,9 +184,10 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     const startWorker = async (i: number): Promise<ExampleWorker> => {
       const worker = await onFreePort(port(9 + i, 0), (p) =>
         startExampleWorker({
-          consul: dev.httpAddr,
+          consul: consul.httpAddr,
+          ...(consul.token === undefined ? {} : { token: consul.token }),
           service: SERVICE,
-          id: `worker-${i}`,
+          id: idOf(i),
           port: p,
           // Half the workers prove their health by being probed, half by heartbeats.
           check: i % 2 === 0 ? 'ttl' : 'http',
@@ -239,6 +197,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
         }),
       );
       workers.set(worker.id, worker);
+      registered.add(worker.id);
       return worker;
     };
     const initial: ExampleWorker[] = [];
@@ -263,13 +222,15 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     const resolver = createWorkerResolver({
       service: SERVICE,
       // A short wait so the Consul outage event bites within seconds, not minutes.
-      consul: { address: dev.httpAddr, waitMs: 10_000, backoff: { baseMs: 200, capMs: 2000 } },
-      dns: { name: `_${SERVICE}._tcp.service.consul`, servers: [dev.dnsAddr ?? '127.0.0.1:8600'], maxRefreshMs: 2000 },
+      consul: { address: consul.httpAddr, waitMs: 10_000, backoff: { baseMs: 200, capMs: 2000 } },
+      ...(consul.dnsAddr === undefined
+        ? {}
+        : { dns: { name: `_${SERVICE}._tcp.service.consul`, servers: [consul.dnsAddr], maxRefreshMs: 2000 } }),
       registry,
       logger,
       ...(otel === undefined ? {} : { tracerProvider: otel.tracerProvider }),
-      // The user's own CONSUL_HTTP_TOKEN and friends are for their Consul, not this one.
-      env: {},
+      // The user's own CONSUL_HTTP_TOKEN and friends are for their Consul, not the embedded one.
+      env: real === undefined ? {} : env,
     });
     cleanups.push(() => resolver.close());
     await resolver.ready({ timeoutMs: 10_000, signal: stop.signal });
@@ -283,8 +244,10 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     print(
       [
         `worker-resolver demo: ${flags.workers} workers of service "${SERVICE}", all on 127.0.0.1`,
-        `  Consul dev server  ${dev.httpAddr}  (export CONSUL_HTTP_ADDR=${dev.httpAddr})`,
-        `  Consul DNS         dig @${dev.host} -p ${dev.dnsPort ?? '?'} _${SERVICE}._tcp.service.consul SRV`,
+        `  ${consul.label.padEnd(17)}  ${consul.httpAddr}  (${consul.note})`,
+        consul.dnsAddr === undefined
+          ? '  Consul DNS         unknown: no DNS SRV fallback (name it with --consul-dns)'
+          : `  Consul DNS         dig @${consul.dnsAddr.replace(/:(\d+)$/, ' -p $1')} _${SERVICE}._tcp.service.consul SRV`,
         `  sidecar            ${sidecar.url}`,
         `    workers          curl ${sidecar.url}/v1/workers`,
         `    long poll        curl '${sidecar.url}/v1/workers?index=1&wait=30s'`,
@@ -307,7 +270,7 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     });
     cleanups.push(unsubscribe);
 
-    const events = schedule(dev, initial, startWorker);
+    const events = schedule(consul, SERVICE, initial, startWorker, idOf);
     const chaos = (async () => {
       for (let step = 0; !stop.signal.aborted; step += 1) {
         await delay(flags.eventsEveryMs, undefined, { signal: stop.signal }).catch(() => undefined);
