@@ -12,6 +12,20 @@ export const ATTR_ERROR_TYPE = 'error.type';
 export const ERROR_TYPE_VALUE_OTHER = '_OTHER';
 /** Standard: HTTP status of the answer behind an error (OTel semconv `http.response.status_code`). */
 export const ATTR_HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
+/** Standard (HTTP semconv): the request method. */
+export const ATTR_HTTP_REQUEST_METHOD = 'http.request.method';
+/** Standard (HTTP semconv): the matched route template of a server span, e.g. `/v1/workers`. */
+export const ATTR_HTTP_ROUTE = 'http.route';
+/** Standard (URL semconv): the path of the request URL. */
+export const ATTR_URL_PATH = 'url.path';
+/** Standard (URL semconv): the scheme of the request URL. */
+export const ATTR_URL_SCHEME = 'url.scheme';
+/** Standard: the server's address (host name or IP) — the listening side on a server span, the peer on a client span. */
+export const ATTR_SERVER_ADDRESS = 'server.address';
+/** Standard: the server's port. */
+export const ATTR_SERVER_PORT = 'server.port';
+/** Sidecar: the request is a long poll (`index` given); its span covers the hold. */
+export const ATTR_LONG_POLL = 'worker_resolver.long_poll';
 
 /** The discovered worker service (not `service.name`: that names the process emitting the span). */
 export const ATTR_SERVICE = 'worker_resolver.service';

@@ -26,7 +26,12 @@
  */
 import http from 'node:http';
 import type net from 'node:net';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import type { Tracer, TracerProvider } from '@opentelemetry/api';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import * as attr from './semconv.js';
+import { contextFromTraceparent } from './traceparent.js';
+import { packageVersion } from './version.js';
 import { parseDuration } from './duration.js';
 import type { Logger } from './events.js';
 import type { DiscoveringWorkerResolver } from './resolver.js';
@@ -50,6 +55,11 @@ export interface SidecarOptions {
   readonly maxWaitMs?: number;
   /** Structured logger for start, stop and failures (never per request). Default: silent. */
   readonly logger?: Logger;
+  /**
+   * Record a SERVER span per request (OTel HTTP semantic conventions), child of the caller's
+   * W3C `traceparent` when it sends one, so a coordinator's trace links to the sidecar.
+   */
+  readonly tracerProvider?: TracerProvider;
 }
 
 /** A running sidecar. */
@@ -150,6 +160,8 @@ class SidecarServer implements Sidecar {
   private readonly unsubscribe: () => void;
   /** Set by close(); while set, every answer carries `Connection: close`. */
   private closing: Promise<void> | undefined;
+  /** Present only when a tracer provider was given. */
+  private readonly tracer: Tracer | undefined;
 
   constructor(
     private readonly server: http.Server,
@@ -157,6 +169,7 @@ class SidecarServer implements Sidecar {
     private readonly maxWaitMs: number,
   ) {
     const address = server.address() as net.AddressInfo;
+    this.tracer = options.tracerProvider?.getTracer(attr.SCOPE_NAME, packageVersion());
     this.host = address.address;
     this.port = address.port;
     this.url = `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port}`;
@@ -213,6 +226,8 @@ class SidecarServer implements Sidecar {
     const path = q === -1 ? raw : raw.slice(0, q);
     const route = ROUTES.has(path) ? path : 'other';
     res.once('finish', () => this.requests.inc({ route, code: String(res.statusCode) }));
+    if (this.tracer !== undefined)
+      this.traceRequest(this.tracer, req, res, path, route, q !== -1 && /(^|[?&])index=/.test(raw));
     if (this.closing !== undefined) res.setHeader('Connection', 'close');
     if (route === 'other') return this.sendError(res, 404, 'ERR_NOT_FOUND', 'not found');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -229,6 +244,55 @@ class SidecarServer implements Sidecar {
       this.options.logger?.error('sidecar request failed', { route, error: String(err) });
       if (!res.headersSent) this.sendError(res, 500, 'ERR_INTERNAL', 'internal error');
     }
+  }
+
+  /**
+   * A SERVER span from the request's arrival to its answer (for a long poll, that includes the
+   * hold: the span is what the client waited for). The route is one of the fixed set, never
+   * the raw path, so span names stay bounded.
+   */
+  private traceRequest(
+    tracer: Tracer,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    path: string,
+    route: string,
+    longPoll: boolean,
+  ): void {
+    const method = req.method ?? 'GET';
+    const known = route !== 'other';
+    const span = tracer.startSpan(
+      known ? `${method} ${route}` : method,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [attr.ATTR_HTTP_REQUEST_METHOD]: method,
+          [attr.ATTR_URL_PATH]: path.slice(0, 200),
+          [attr.ATTR_URL_SCHEME]: 'http',
+          [attr.ATTR_SERVER_ADDRESS]: this.host,
+          [attr.ATTR_SERVER_PORT]: this.port,
+          ...(known ? { [attr.ATTR_HTTP_ROUTE]: route } : {}),
+          ...(route === '/v1/workers' ? { [attr.ATTR_LONG_POLL]: longPoll } : {}),
+        },
+      },
+      contextFromTraceparent(req.headers['traceparent']),
+    );
+    const end = (): void => {
+      span.setAttribute(attr.ATTR_HTTP_RESPONSE_STATUS_CODE, res.statusCode);
+      // Server spans: only 5xx is an error (a 4xx is the client's).
+      if (res.statusCode >= 500) {
+        span.setAttribute(attr.ATTR_ERROR_TYPE, String(res.statusCode));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.end();
+    };
+    res.once('finish', end);
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        span.setAttribute(attr.ATTR_ERROR_TYPE, 'client_closed');
+        span.end();
+      }
+    });
   }
 
   private workers(res: http.ServerResponse, search: string): void {

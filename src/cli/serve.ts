@@ -95,7 +95,14 @@ export async function runServe(argv: readonly string[], env: Env = process.env):
   const { host, port } = config.listen;
   let sidecar: Sidecar;
   try {
-    sidecar = await startSidecar({ resolver, registry, logger, host, port });
+    sidecar = await startSidecar({
+      resolver,
+      registry,
+      logger,
+      host,
+      port,
+      ...(otel === undefined ? {} : { tracerProvider: otel.tracerProvider }),
+    });
   } catch (err) {
     await resolver.close();
     await otel?.shutdown();
