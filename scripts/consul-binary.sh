@@ -30,6 +30,8 @@ cache="${XDG_CACHE_HOME:-$HOME/.cache}/worker-resolver/consul/$version"
 bin="$cache/consul"
 
 if [ ! -x "$bin" ]; then
+  # The machine's Go lives in /usr/local/go/bin, which a non-login shell may not have on PATH.
+  command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="/usr/local/go/bin:$PATH"
   if ! command -v go >/dev/null 2>&1; then
     echo "consul-binary: go is not installed; it is needed once to build Consul $version into $cache" >&2
     exit 1
