@@ -310,3 +310,79 @@ describe('metrics: values after events', () => {
     assert.match(text, /^worker_resolver_stage_planned_tasks_bucket\{le="2",service="svc"\} 1$/m);
   });
 });
+
+/** histogram_quantile as Prometheus computes it, from one series' cumulative buckets. */
+function quantile(q: number, buckets: readonly { le: number; count: number }[]): number {
+  const total = buckets.at(-1)?.count ?? 0;
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const b of buckets) {
+    if (b.count >= rank) return lower + ((b.le - lower) * (rank - below)) / (b.count - below);
+    lower = b.le;
+    below = b.count;
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
+async function bucketsOf(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<{ le: number; count: number }[]> {
+  const family = (await families(registry)).get(name);
+  assert.ok(family);
+  return family.values
+    .filter((v) => v.metricName === `${name}_bucket` && Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .map((v) => ({ le: Number(v.labels['le']), count: v.value }))
+    .filter((b) => Number.isFinite(b.le))
+    .sort((a, b) => a.le - b.le);
+}
+
+describe('metrics: buckets fit the data', () => {
+  it('sub-millisecond loopback requests get real quantiles, not the first bucket', async () => {
+    const registry = new Registry();
+    const m = createResolverMetrics({ registry, service: 'svc' });
+    for (let i = 0; i < 100; i += 1) m.onRefresh?.(refresh({ ok: true, durationMs: 0.3 + i / 1000, blocking: false }));
+    const b = await bucketsOf(registry, 'worker_resolver_refresh_duration_seconds', {
+      source: 'consul',
+      outcome: 'success',
+      blocking: 'false',
+    });
+    const p50 = quantile(0.5, b);
+    const p99 = quantile(0.99, b);
+    assert.ok(p50 < 0.001 && p99 < 0.001, `p50 ${p50}, p99 ${p99}: all requests took < 0.4 ms`);
+  });
+
+  it('a stage cap of 5 never reads as more than 5 planned tasks', async () => {
+    const registry = new Registry();
+    const m = createResolverMetrics({ registry, service: 'svc' });
+    const snapshot = makeSnapshot({
+      version: 1,
+      source: 'consul',
+      workers: buildWorkerSet(workers(5)).workers,
+      updatedAt: 1,
+      lastContactAt: 1,
+      stale: false,
+      guarded: false,
+      consulIndex: 1,
+    });
+    for (let i = 0; i < 100; i += 1) m.recordStagePlan(planStage(snapshot, { stageId: i, desiredTasks: 16 }));
+    const b = await bucketsOf(registry, 'worker_resolver_stage_planned_tasks', {});
+    const p99 = quantile(0.99, b);
+    assert.ok(p99 <= 5 && p99 > 4, `p99 of planned tasks is ${p99} with every stage planned at 5`);
+  });
+
+  it('a quiet 5-minute long poll (wait + up to wait/16 jitter) lands below the 330 s bucket', async () => {
+    const registry = new Registry();
+    const m = createResolverMetrics({ registry, service: 'svc' });
+    m.onRefresh?.(refresh({ ok: true, unchanged: true, durationMs: 300_000 + 300_000 / 16, blocking: true }));
+    const b = await bucketsOf(registry, 'worker_resolver_refresh_duration_seconds', {
+      source: 'consul',
+      outcome: 'unchanged',
+      blocking: 'true',
+    });
+    assert.equal(b.find((x) => x.le === 300)?.count, 0);
+    assert.equal(b.find((x) => x.le === 330)?.count, 1);
+  });
+});
