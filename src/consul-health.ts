@@ -195,7 +195,11 @@ function weightOf(service: Json, status: WorkerStatus): number {
   return typeof w === 'number' && Number.isFinite(w) && w >= 0 ? w : 1;
 }
 
-function entryToWorker(entry: unknown, policy: ConsulWorkerPolicy): WorkerCandidate | 'rejected' | 'filtered' {
+/**
+ * One parsed health entry as a worker candidate, or why it is not one: `rejected` (unusable:
+ * wrong types, bad address or port) or `filtered` (status policy, maintenance, meta filter).
+ */
+export function entryToWorker(entry: unknown, policy: ConsulWorkerPolicy): WorkerCandidate | 'rejected' | 'filtered' {
   if (!isObject(entry)) return 'rejected';
   const node = entry['Node'];
   const service = entry['Service'];

@@ -8,7 +8,10 @@
  *     request answers at once and the loop starts over from the current state.
  *  3. If the index is < 1, use 1, so a buggy 0 never turns blocking into a busy loop.
  *  4. An unchanged index means nothing changed: the answer is reported as `unchanged` and
- *     not even parsed.
+ *     not even parsed. So is an answer whose body is byte-identical to the last one used (an
+ *     index that moves while the content does not, consul#4810): its index is taken, its
+ *     body is not parsed. Any other body is read incrementally ({@link IncrementalHealthParser}):
+ *     only the entries whose bytes changed since the last answer are parsed.
  *  5. The client timeout exceeds `wait + wait/16` (Consul adds up to wait/16 of jitter) plus
  *     a margin, so a healthy long poll is never cut by our own timer.
  *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
@@ -37,8 +40,8 @@ import type { Clock } from './clock.js';
 import { sleep } from './clock.js';
 import { ConsulHealthClient } from './consul-client.js';
 import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
-import { parseHealthBody } from './consul-health.js';
 import type { ConsulWorkerPolicy } from './consul-health.js';
+import { IncrementalHealthParser } from './consul-health-incremental.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
 import type { Source, SourceSink, WorkerCandidate } from './source.js';
 import { TokenBucket } from './token-bucket.js';
@@ -81,6 +84,8 @@ interface Attempt {
   readonly rejected: number;
   readonly index: number;
   readonly unchanged: boolean;
+  /** With `unchanged`: the index moved but the body is byte-identical to the last one used. */
+  readonly sameBody?: boolean;
   readonly knownLeader?: boolean;
   readonly lastContactMs?: number;
   readonly reread?: 'older-index' | 'max-stale';
@@ -133,13 +138,15 @@ export class ConsulSource implements Source {
     let index = 0;
     /** `X-Consul-Index` of the last answer handed to the sink; survives errors (rule 9). */
     let lastIndex = 0;
+    /** Holds the last body used, so the next one is compared, not re-parsed (rule 4). */
+    const parser = new IncrementalHealthParser(this.config.policy);
     while (!signal.aborted) {
       const pace = bucket.take();
       if (pace > 0 && !(await sleep(clock, pace, signal))) return;
 
       const blocking = index > 0;
       const started = clock.monotonic();
-      const result = await this.fetch(client, index, lastIndex, signal);
+      const result = await this.fetch(client, parser, index, lastIndex, signal);
       if (signal.aborted) return;
       const durationMs = clock.monotonic() - started;
 
@@ -151,8 +158,9 @@ export class ConsulSource implements Source {
         continue;
       }
       backoff.reset();
-      sink.onOutcome({ ok: true, source: 'consul', ...result, durationMs, blocking });
-      if (!result.unchanged) {
+      const { sameBody, ...answer } = result;
+      sink.onOutcome({ ok: true, source: 'consul', ...answer, durationMs, blocking });
+      if (!result.unchanged || sameBody === true) {
         index = nextIndex(index, result.index);
         lastIndex = result.index;
       }
@@ -165,13 +173,15 @@ export class ConsulSource implements Source {
    */
   private async fetch(
     client: ConsulHealthClient,
+    parser: IncrementalHealthParser,
     index: number,
     lastIndex: number,
     signal: AbortSignal,
   ): Promise<Attempt | WorkerResolverError> {
     const { query, maxStaleMs } = this.config;
-    const answer = await this.attempt(client, index, query, signal);
-    if (answer instanceof WorkerResolverError || answer.unchanged) return answer;
+    const answer = await this.attempt(client, parser, index, query, signal, true);
+    // A same-body answer still carries a new index: rules 9 and 10 apply to it as to any other.
+    if (answer instanceof WorkerResolverError || (answer.unchanged && answer.sameBody !== true)) return answer;
     if (query.consistency !== 'stale' && query.consistency !== 'cached') return answer;
     const older = answer.index < lastIndex;
     const tooStale =
@@ -180,10 +190,14 @@ export class ConsulSource implements Source {
       (answer.knownLeader === false || (answer.lastContactMs ?? 0) > maxStaleMs);
     if (!older && !tooStale) return answer;
     if (signal.aborted) return answer;
-    const confirmed = await this.attempt(client, 0, { ...query, consistency: 'default' }, signal);
-    return confirmed instanceof WorkerResolverError
-      ? confirmed
-      : { ...confirmed, reread: older ? 'older-index' : 'max-stale' };
+    // Not compared with the last body: that is now the answer being checked, not the one in use.
+    const confirmed = await this.attempt(client, parser, 0, { ...query, consistency: 'default' }, signal, false);
+    if (confirmed instanceof WorkerResolverError) {
+      // The parser now holds the body that was not used: it must not make a later copy of it "unchanged".
+      parser.reset();
+      return confirmed;
+    }
+    return { ...confirmed, reread: older ? 'older-index' : 'max-stale' };
   }
 
   /**
@@ -192,9 +206,11 @@ export class ConsulSource implements Source {
    */
   private async attempt(
     client: ConsulHealthClient,
+    parser: IncrementalHealthParser,
     index: number,
     query: HealthQuery,
     signal: AbortSignal,
+    compareBody: boolean,
   ): Promise<Attempt | WorkerResolverError> {
     const { waitMs } = this.config;
     const blocking = index > 0;
@@ -228,8 +244,11 @@ export class ConsulSource implements Source {
     if (blocking && Math.max(1, response.index) === index) {
       return { workers: [], rejected: 0, index, unchanged: true, ...leader };
     }
+    if (compareBody && parser.isLastBody(response.body)) {
+      return { workers: [], rejected: 0, index: response.index, unchanged: true, sameBody: true, ...leader };
+    }
     try {
-      const parsed = parseHealthBody(response.body, this.config.policy);
+      const parsed = parser.parse(response.body);
       return { workers: parsed.workers, rejected: parsed.rejected, index: response.index, unchanged: false, ...leader };
     } catch (err) {
       return err as WorkerResolverError;

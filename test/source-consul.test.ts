@@ -106,11 +106,18 @@ describe('Consul source against the Consul dev server', () => {
     await r.ready({ timeoutMs: 5000 });
     await waitFor(() => ctx.consul.openLongPolls() === 1, 'a held long poll');
     const before = ctx.refreshes.length;
+    const indexBefore = r.snapshot().consulIndex!;
     ctx.consul.bumpIndex('worker');
     await waitFor(() => ctx.refreshes.length > before, 'the wake-up');
     const last = ctx.refreshes.at(-1)!.outcome;
-    assert.ok(last.ok && !last.unchanged, 'the index moved');
+    // The body is byte-identical to the last one used: reported unchanged, not parsed, but its index is taken.
+    assert.ok(last.ok && last.unchanged, 'a byte-identical body is an unchanged answer');
+    assert.ok(last.index! > indexBefore, 'the index moved');
     assert.equal(r.snapshot().version, 1);
+    assert.equal(r.snapshot().consulIndex, last.index, 'the snapshot carries the new index');
+    await waitFor(() => ctx.consul.openLongPolls() === 1, 'the next long poll blocks on the new index');
+    const blocked = ctx.consul.requests.filter((q) => q.path.startsWith('/v1/health/service/')).at(-1)!;
+    assert.equal(blocked.query['index'], String(last.index));
   });
 
   it('resets the index to 0 when it goes backwards (Consul restart)', async () => {
