@@ -17,7 +17,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { ErrorType } from './errors.js';
-import { InvalidOptionError } from './errors.js';
+import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import { taskCap } from './planner.js';
 import type { StagePlan } from './planner.js';
@@ -58,22 +58,21 @@ export interface ResolverMetrics extends ResolverObserver {
 }
 
 const SOURCES: readonly SourceKind[] = ['consul', 'dns', 'static'];
-/** A record, so the compiler fails here when `ErrorType` gains a member. */
-const ERROR_TYPE_SET: Readonly<Record<ErrorType, true>> = {
-  acl: true,
-  rate_limited: true,
-  timeout: true,
-  unreachable: true,
-  bad_request: true,
-  http: true,
-  malformed: true,
-  too_large: true,
-  tls: true,
-  servfail: true,
-  refused: true,
-  other: true,
-};
-const ERROR_TYPES = Object.keys(ERROR_TYPE_SET) as ErrorType[];
+/**
+ * The error types each source can really report, derived from the error codes (`ERR_CONSUL_*`
+ * and `ERR_DNS_*`): only these series are initialised to 0, so a dashboard is not padded with
+ * combinations that cannot occur (a DNS `acl`, a Consul `servfail`).
+ */
+const SOURCE_ERROR_TYPES: Readonly<Record<'consul' | 'dns', readonly ErrorType[]>> = (() => {
+  const of = (prefix: string): ErrorType[] => [
+    ...new Set(
+      Object.values(ErrorCode)
+        .filter((code) => code.startsWith(prefix))
+        .map((code) => new WorkerResolverError(code, '').errorType),
+    ),
+  ];
+  return { consul: of('ERR_CONSUL_'), dns: of('ERR_DNS_') };
+})();
 /** The (source, outcome, blocking) combinations a source can produce: DNS never blocks nor says "unchanged". */
 const REFRESH_LABELS: readonly { source: SourceKind; outcome: RefreshOutcome; blocking: 'true' | 'false' }[] = [
   ...(['success', 'unchanged', 'error'] as const).flatMap((outcome) =>
@@ -366,7 +365,7 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
       m.rejected.inc({ service, source }, 0);
     }
     for (const source of ['consul', 'dns'] as const) {
-      for (const error_type of ERROR_TYPES) m.errors.inc({ service, source, error_type }, 0);
+      for (const error_type of SOURCE_ERROR_TYPES[source]) m.errors.inc({ service, source, error_type }, 0);
     }
     for (const labels of REFRESH_LABELS) m.refresh.zero({ service, ...labels });
     for (const change of ['added', 'removed']) m.changes.inc({ service, change }, 0);

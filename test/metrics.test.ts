@@ -112,6 +112,20 @@ describe('metrics: the DESIGN §7 contract', () => {
     assert.deepEqual([...all.keys()].sort(), Object.keys(CONTRACT).sort(), 'no unexpected metric');
     assert.equal(await value(registry, 'worker_resolver_workers', { source: 'consul' }), 0);
     assert.equal(await value(registry, 'worker_resolver_source_errors_total', { error_type: 'acl' }), 0);
+    // Only the error types a source can report: no dns/acl, no consul/servfail.
+    assert.equal(
+      await value(registry, 'worker_resolver_source_errors_total', { source: 'dns', error_type: 'acl' }),
+      undefined,
+    );
+    assert.equal(
+      await value(registry, 'worker_resolver_source_errors_total', { source: 'consul', error_type: 'servfail' }),
+      undefined,
+    );
+    assert.equal(
+      await value(registry, 'worker_resolver_source_errors_total', { source: 'dns', error_type: 'servfail' }),
+      0,
+    );
+    assert.equal(all.get('worker_resolver_source_errors_total')?.values.length, 9 + 5);
     assert.equal(await value(registry, 'worker_resolver_worker_changes_total', { change: 'removed' }), 0);
     assert.equal(await value(registry, 'worker_resolver_failovers_total', { from: 'consul', to: 'dns' }), 0);
     assert.equal(
