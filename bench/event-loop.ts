@@ -1,0 +1,114 @@
+/**
+ * Event-loop blocking per processed answer (issue #13, goal 1): a real resolver (Consul source
+ * over HTTP, engine, publish) on this thread, fed by a scripted Consul in a worker thread that
+ * answers each blocking query after `spacingMs` with the next of two captured bodies (so each
+ * answer is a change) and a new index. The Consul side runs on its own event loop, so what the
+ * probe sees on this thread is the resolver's own work: receiving the body, comparing, parsing
+ * what changed, building, diffing, publishing.
+ *
+ * The probe is `perf_hooks.monitorEventLoopDelay` (1 ms resolution), reset at every publish:
+ * its `max` over one interval is the longest the event loop was held while that answer
+ * arrived and was processed.
+ */
+import { once } from 'node:events';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { createWorkerResolver } from '../src/index.js';
+import { silentLogger } from './section.js';
+import { summarize } from './stats.js';
+import type { Summary } from './stats.js';
+
+/** The scripted Consul, plain JavaScript run by a worker thread. */
+const CONSUL_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const http = require('node:http');
+const bodies = workerData.bodies.map((b) => Buffer.from(b));
+const same = workerData.same;
+let index = 100;
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://x');
+  const asked = Number(url.searchParams.get('index') ?? '0');
+  const answer = () => {
+    if (res.destroyed) return;
+    const body = bodies[same ? 0 : index % 2];
+    res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': String(index), 'X-Consul-KnownLeader': 'true', 'X-Consul-LastContact': '0', 'Content-Length': body.length });
+    res.end(body);
+  };
+  if (asked < index) return answer();
+  const t = setTimeout(() => { index += 1; answer(); }, workerData.spacingMs);
+  res.on('close', () => clearTimeout(t));
+});
+server.keepAliveTimeout = 600000;
+server.listen(0, '127.0.0.1', () => parentPort.postMessage({ port: server.address().port }));
+parentPort.on('message', () => { server.closeAllConnections(); server.close(() => parentPort.close()); });
+`;
+
+/** What {@link measureEventLoop} found. */
+export interface EventLoopResult {
+  /** Longest event-loop delay between two publishes, per answer, in ms. */
+  readonly perAnswerMaxMs: Summary;
+  /** The whole run's delay distribution (1 ms samples), in ms. */
+  readonly overallP99Ms: number;
+  readonly overallMaxMs: number;
+  readonly answers: number;
+}
+
+/**
+ * Runs a resolver against the scripted Consul until `answers` changes were published (or the
+ * signal aborts); the first publish (the full first read) is not counted.
+ */
+export async function measureEventLoop(
+  bodies: readonly [Buffer, Buffer],
+  answers: number,
+  spacingMs: number,
+  signal: AbortSignal,
+): Promise<EventLoopResult> {
+  const consul = new Worker(CONSUL_SOURCE, {
+    eval: true,
+    execArgv: [],
+    workerData: { bodies: bodies.map((b) => new Uint8Array(b)), spacingMs, same: false },
+  });
+  const [{ port }] = (await once(consul, 'message')) as [{ port: number }];
+  const resolver = createWorkerResolver({
+    service: 'worker',
+    consul: {
+      address: `http://127.0.0.1:${port}`,
+      rateLimit: { ratePerSecond: 10_000, burst: 10_000 },
+      maxResponseBytes: 64 * 1024 * 1024,
+    },
+    minPublishIntervalMs: 0,
+    env: {},
+    logger: silentLogger,
+  });
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  const overall = monitorEventLoopDelay({ resolution: 1 });
+  const perAnswer: number[] = [];
+  try {
+    await resolver.ready({ timeoutMs: 60_000 });
+    let published = 0;
+    const done = new Promise<void>((resolve) => {
+      resolver.subscribe(() => {
+        published += 1;
+        if (published > 1) perAnswer.push(histogram.max / 1e6);
+        histogram.reset();
+        if (published > answers || signal.aborted) resolve();
+      });
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    histogram.enable();
+    overall.enable();
+    await done;
+  } finally {
+    histogram.disable();
+    overall.disable();
+    await resolver.close();
+    consul.postMessage('close');
+    await once(consul, 'exit');
+  }
+  return {
+    perAnswerMaxMs: summarize(perAnswer),
+    overallP99Ms: overall.percentile(99) / 1e6,
+    overallMaxMs: overall.max / 1e6,
+    answers: perAnswer.length,
+  };
+}
