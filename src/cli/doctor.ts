@@ -16,6 +16,8 @@
  * by `--timeout`.
  */
 import { getServers } from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
 import { systemClock } from '../clock.js';
 import { ConsulHealthClient } from '../consul-client.js';
 import { parseHealthBody } from '../consul-health.js';
@@ -120,6 +122,17 @@ async function checkConsul(
         );
         return;
       }
+      if (!hasToken && body.toString('utf8').trim() === '[]' && (await aclDefaultDeny(consul, timeoutMs))) {
+        // Consul filters an anonymous read to `[]` and masks the filtered flag for it: an empty
+        // answer without a token under default deny says nothing about the service.
+        report.fail(
+          `no ACL token was given and anonymous access cannot read service "${service}" ` +
+            '(ACLs default deny: Consul answers anonymous reads with an empty list)',
+          'set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (or --token-file) to a token whose policy has ' +
+            `service "${service}" { policy = "read" } and node_prefix "" { policy = "read" }`,
+        );
+        return;
+      }
       report.ok(`${hasToken ? 'the ACL token' : 'anonymous access'} can read service "${service}"`);
     } catch (err) {
       explainHealthError(err, service, hasToken, report);
@@ -129,6 +142,30 @@ async function checkConsul(
   } finally {
     client.destroy();
   }
+}
+
+/** True when Consul says its ACL default policy is deny (`X-Consul-Default-Acl-Policy` of a health read). */
+function aclDefaultDeny(consul: ConsulSourceConfig, timeoutMs: number): Promise<boolean> {
+  const { address, tls } = consul.client;
+  const url = new URL(`/v1/health/service/${encodeURIComponent(consul.query.service)}`, address);
+  const lib = url.protocol === 'https:' ? https : http;
+  const options: https.RequestOptions = {
+    agent: false,
+    timeout: timeoutMs,
+    ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
+    ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
+    ...(tls?.key === undefined ? {} : { key: tls.key }),
+    ...(tls?.serverName === undefined ? {} : { servername: tls.serverName }),
+    ...(tls?.verify === false ? { rejectUnauthorized: false } : {}),
+  };
+  return new Promise((resolve) => {
+    const req = lib.get(url, options, (res) => {
+      res.resume();
+      resolve(res.headers['x-consul-default-acl-policy'] === 'deny');
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
 }
 
 function explainHealthError(err: unknown, service: string, hasToken: boolean, report: Report): void {
@@ -194,7 +231,9 @@ function checkInstances(body: Buffer, consul: ConsulSourceConfig, report: Report
   const list = Array.isArray(entries) ? (entries as unknown[]) : [];
   const scope = [
     consul.query.datacenter === undefined ? '' : ` in datacenter ${consul.query.datacenter}`,
-    consul.query.tags.length === 0 ? '' : ` with tag${consul.query.tags.length > 1 ? 's' : ''} ${consul.query.tags.join(', ')}`,
+    consul.query.tags.length === 0
+      ? ''
+      : ` with tag${consul.query.tags.length > 1 ? 's' : ''} ${consul.query.tags.join(', ')}`,
     consul.query.filter === undefined ? '' : ' matching the filter',
   ].join('');
   if (list.length === 0) {
