@@ -161,6 +161,21 @@ async function freePorts(count: number): Promise<number[]> {
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * Agents still running in this process. If a test file dies before its `after()`, the exit
+ * handler SIGKILLs them by PID (synchronously: nothing async runs at exit), so no agent outlives
+ * the test process; their temp directories are removed too.
+ */
+const live = new Set<ConsulAgent>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const agent of live) agent.killNow();
+  });
+}
+
+/**
  * Consul's HTTP API as the tests use it (setup and raw requests), over plain HTTP. Works against
  * a real agent and against the dev server alike, so a contract test's setup is the same for both.
  */
@@ -409,6 +424,8 @@ export class ConsulAgent extends ConsulApi {
       args,
       startTimeoutMs: options.startTimeoutMs ?? 60_000,
     });
+    live.add(agent);
+    installExitHook();
     try {
       await agent.spawnAndWait();
     } catch (err) {
@@ -533,6 +550,14 @@ export class ConsulAgent extends ConsulApi {
     if (this.stopped) return;
     this.stopped = true;
     await this.kill('SIGTERM');
+    live.delete(this);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** At process exit only: SIGKILL by PID and remove the temp directory, synchronously. */
+  killNow(): void {
+    const child = this.child;
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
