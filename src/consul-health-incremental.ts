@@ -65,6 +65,10 @@ function isWs(c: number | undefined): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
+function isSeparator(c: number | undefined): boolean {
+  return c === COMMA || c === RBRACKET;
+}
+
 function skipWs(b: Buffer, i: number): number {
   while (isWs(b[i])) i += 1;
   return i;
@@ -166,8 +170,11 @@ export class IncrementalHealthParser {
           for (let k = j; k < j + LOOKAHEAD && k < prevCount; k += 1) {
             const s = prev.starts[k] as number;
             const e = prev.ends[k] as number;
-            if (p + (e - s) <= n && b.compare(prev.body, s, e, p, p + (e - s)) === 0) {
-              end = p + (e - s);
+            const to = p + (e - s);
+            // Equal bytes and then a separator: this element is that one (a longer number or
+            // literal that merely starts with it is not followed by one).
+            if (to <= n && b.compare(prev.body, s, e, p, to) === 0 && isSeparator(b[skipWs(b, to)])) {
+              end = to;
               result = prev.results[k];
               j = k + 1;
               break;

@@ -19,7 +19,7 @@
 import type { Clock, TimerHandle } from './clock.js';
 import type { Logger, ResolverObserver } from './events.js';
 import { EMPTY_SNAPSHOT, buildWorkerSet, diffWorkers, isEmptyDiff, makeSnapshot } from './snapshot.js';
-import type { Worker, WorkerCache, WorkerDiff, WorkerSnapshot } from './snapshot.js';
+import type { BuiltWorkerSet, Worker, WorkerCache, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 import type { Source, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
 
 /** Mass-failure guard settings. */
@@ -56,6 +56,8 @@ interface Answer {
   readonly index: number | undefined;
   /** Reused by the next build of the same source (unchanged workers keep their objects). */
   readonly cache: WorkerCache;
+  /** From an incremental build: the diff from its base list to `workers` (apply() skips diffWorkers). */
+  readonly changes?: BuiltWorkerSet['changes'];
 }
 
 interface Pending {
@@ -166,7 +168,12 @@ export class Engine {
       if (!outcome.unchanged) {
         const set = buildWorkerSet(outcome.workers, this.answers.get(source)?.cache);
         rejected = outcome.rejected + set.rejected;
-        this.answers.set(source, { workers: set.workers, index: outcome.index, cache: set.cache });
+        this.answers.set(source, {
+          workers: set.workers,
+          index: outcome.index,
+          cache: set.cache,
+          ...(set.changes === undefined ? {} : { changes: set.changes }),
+        });
       } else {
         const previous = this.answers.get(source);
         if (previous !== undefined) this.answers.set(source, { ...previous, index: outcome.index });
@@ -264,7 +271,9 @@ export class Engine {
     const published = this.current;
     const pending = this.pending;
     const intended = pending ?? { source: published.source, workers: published.workers, index: published.consulIndex };
-    const diff = diffWorkers(intended.workers, answer.workers);
+    // An incremental build already knows its diff from the list it started from.
+    const diff =
+      answer.changes?.from === intended.workers ? answer.changes.diff : diffWorkers(intended.workers, answer.workers);
     if (published.version > 0 && pending === undefined && intended.source === source && isEmptyDiff(diff)) {
       this.clearGuard(answer.workers.length);
       this.touch(answer.index);

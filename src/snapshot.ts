@@ -118,7 +118,18 @@ export class WorkerCache {
 /** A worker set and the cache to pass to the next {@link buildWorkerSet} of the same source. */
 export interface BuiltWorkerSet extends WorkerSet {
   readonly cache: WorkerCache;
+  /**
+   * Set by an incremental build: the diff from the previous build's workers (`from`) to these,
+   * exactly what `diffWorkers(from, workers)` returns, without walking both lists.
+   */
+  readonly changes?: { readonly from: readonly Worker[]; readonly diff: WorkerDiff };
 }
+
+const NO_CHANGES: WorkerDiff = Object.freeze({
+  added: Object.freeze([]),
+  removed: Object.freeze([]),
+  updated: Object.freeze([]),
+});
 
 /** Above this share of changed candidates a full build is cheaper than an incremental one. */
 const INCREMENTAL_MAX_CHANGED = 0.25;
@@ -230,6 +241,7 @@ function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerC
       workers: cache.workers,
       rejected: 0,
       cache: new WorkerCache(cache.byUrl, byCandidate, cache.workers, cache.hrefs, stamp),
+      changes: { from: cache.workers, diff: NO_CHANGES },
     };
   }
   if (byCandidate.size - kept + fresh.length > limit) return undefined;
@@ -286,6 +298,22 @@ function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerC
   }
   Object.freeze(workers);
 
+  // The diff, as diffWorkers would find it: a URL both removed and added is an update (or nothing).
+  const diffAdded: Worker[] = [];
+  const diffUpdated: Worker[] = [];
+  const replaced = new Set<number>();
+  for (const { worker, href, at } of added) {
+    const old = previous[at];
+    if (hrefs[at] === href && old !== undefined) {
+      replaced.add(at);
+      if (!sameWorker(old, worker)) diffUpdated.push(worker);
+    } else diffAdded.push(worker);
+  }
+  const diffRemoved: Worker[] = [];
+  for (const at of [...removedAt].sort((x, y) => x - y)) {
+    if (!replaced.has(at)) diffRemoved.push(previous[at] as Worker);
+  }
+
   // Commit: from here on the maps belong to the new cache.
   cache.spent = true;
   for (const [candidate, worker] of removedEntries) {
@@ -297,7 +325,12 @@ function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerC
     byCandidate.set(candidate, { worker, stamp });
     cache.byUrl.set(candidate.url, worker);
   }
-  return { workers, rejected: 0, cache: new WorkerCache(cache.byUrl, byCandidate, workers, nextHrefs, stamp) };
+  return {
+    workers,
+    rejected: 0,
+    cache: new WorkerCache(cache.byUrl, byCandidate, workers, nextHrefs, stamp),
+    changes: { from: previous, diff: { added: diffAdded, removed: diffRemoved, updated: diffUpdated } },
+  };
 }
 
 function freezeWorker(url: URL, c: WorkerCandidate): Worker {
@@ -361,6 +394,7 @@ export interface WorkerDiff {
 
 /** Diffs two URL-sorted worker lists in one linear merge pass. */
 export function diffWorkers(before: readonly Worker[], after: readonly Worker[]): WorkerDiff {
+  if (before === after) return NO_CHANGES;
   const added: Worker[] = [];
   const removed: Worker[] = [];
   const updated: Worker[] = [];
