@@ -16,6 +16,8 @@ export const ATTR_HTTP_RESPONSE_STATUS_CODE = 'http.response.status_code';
 export const ATTR_HTTP_REQUEST_METHOD = 'http.request.method';
 /** Standard (HTTP semconv): the matched route template of a server span, e.g. `/v1/workers`. */
 export const ATTR_HTTP_ROUTE = 'http.route';
+/** Standard (URL semconv): the full request URL (here without its query string). */
+export const ATTR_URL_FULL = 'url.full';
 /** Standard (URL semconv): the path of the request URL. */
 export const ATTR_URL_PATH = 'url.path';
 /** Standard (URL semconv): the scheme of the request URL. */

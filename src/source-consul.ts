@@ -43,7 +43,7 @@ import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
 import type { ConsulWorkerPolicy } from './consul-health.js';
 import { IncrementalHealthParser } from './consul-health-incremental.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { Source, SourceSink, WorkerCandidate } from './source.js';
+import type { RequestInfo, Source, SourceSink, WorkerCandidate } from './source.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
@@ -91,6 +91,19 @@ interface Attempt {
   readonly reread?: 'older-index' | 'max-stale';
 }
 
+/** What a client span says about the health request (the address carries no credentials: options reject them). */
+function requestInfo(config: ConsulSourceConfig): RequestInfo {
+  const { address } = config.client;
+  const secure = address.protocol === 'https:';
+  const port = address.port === '' ? (secure ? 443 : 80) : Number(address.port);
+  return {
+    method: 'GET',
+    url: `${address.protocol}//${address.host}/v1/health/service/${encodeURIComponent(config.query.service)}`,
+    serverAddress: address.hostname.replace(/^\[|\]$/g, ''),
+    serverPort: port,
+  };
+}
+
 /** Long-polls Consul health for one service. */
 export class ConsulSource implements Source {
   readonly kind = 'consul' as const;
@@ -134,6 +147,7 @@ export class ConsulSource implements Source {
       ...this.config.backoff,
       ...(this.config.random ? { random: this.config.random } : {}),
     });
+    const request = requestInfo(this.config);
     /** What the next request sends: 0 (answer at once) at start, after an error and after a reset. */
     let index = 0;
     /** `X-Consul-Index` of the last answer handed to the sink; survives errors (rule 9). */
@@ -152,14 +166,14 @@ export class ConsulSource implements Source {
 
       if (result instanceof WorkerResolverError) {
         const retryInMs = this.retryDelay(result, backoff);
-        sink.onOutcome({ ok: false, source: 'consul', error: result, durationMs, blocking, retryInMs });
+        sink.onOutcome({ ok: false, source: 'consul', error: result, durationMs, blocking, retryInMs, request });
         index = 0;
         if (!(await sleep(clock, retryInMs, signal))) return;
         continue;
       }
       backoff.reset();
       const { sameBody, ...answer } = result;
-      sink.onOutcome({ ok: true, source: 'consul', ...answer, durationMs, blocking });
+      sink.onOutcome({ ok: true, source: 'consul', ...answer, durationMs, blocking, request });
       if (!result.unchanged || sameBody === true) {
         index = nextIndex(index, result.index);
         lastIndex = result.index;

@@ -43,6 +43,15 @@ export interface WorkerCandidate {
   readonly weight: number;
 }
 
+/** The HTTP request behind an outcome, for client spans (no query string: it may be long; never a token). */
+export interface RequestInfo {
+  readonly method: 'GET';
+  /** Scheme, host, port and path, e.g. `http://127.0.0.1:8500/v1/health/service/worker`. */
+  readonly url: string;
+  readonly serverAddress: string;
+  readonly serverPort: number;
+}
+
 /** A successful answer from a source. */
 export interface SourceAnswer {
   readonly ok: true;
@@ -72,6 +81,8 @@ export interface SourceAnswer {
   readonly durationMs: number;
   /** True if the request was a blocking (long-poll) query whose duration includes waiting. */
   readonly blocking: boolean;
+  /** The HTTP request (Consul only). */
+  readonly request?: RequestInfo;
 }
 
 /** A failed attempt. */
@@ -85,6 +96,8 @@ export interface SourceFailure {
   readonly blocking: boolean;
   /** How long the source will wait before its next attempt, in milliseconds. */
   readonly retryInMs: number;
+  /** The HTTP request (Consul only). */
+  readonly request?: RequestInfo;
 }
 
 /** What a source hands to the engine after each request. */

@@ -10,6 +10,11 @@
  *    A blocking long poll's span does NOT cover the wait (minutes of nothing, which would
  *    drown every latency view): it covers the processing only, and the wait is the
  *    `worker_resolver.request.duration_ms` attribute.
+ *  - `GET` (kind CLIENT, OTel HTTP semantic conventions: `http.request.method`,
+ *    `server.address`, `server.port`, `url.full` without its query, `http.response.status_code`):
+ *    the Consul request itself, with its real start and end. A non-blocking request's client
+ *    span is a child of its refresh span; a long poll's is a root span of its own (it covers
+ *    the wait, which the refresh span does not) and the refresh span links to it.
  *  - `worker_resolver.publish`: a publish that happened outside a refresh span (damped
  *    publishes fire from a timer; the static set is published at start).
  *  - `worker_resolver.failover`, `worker_resolver.stale_change`, `worker_resolver.guard_change`.
@@ -19,13 +24,14 @@
  * errors.ts), `error.type` = the bounded error type, and the stable code.
  */
 import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
-import type { Attributes, Span, Tracer, TracerProvider } from '@opentelemetry/api';
+import type { Attributes, Context, Span, Tracer, TracerProvider } from '@opentelemetry/api';
 import { InvalidOptionError, WorkerResolverError } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import type { RouteOptions, StagePlan } from './planner.js';
 import * as attr from './semconv.js';
 import { packageVersion } from './version.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
+import type { RequestInfo, SourceOutcome } from './source.js';
 
 /** Options of {@link createResolverTracing}. */
 export interface ResolverTracingOptions {
@@ -129,6 +135,32 @@ export function createResolverTracing(options: ResolverTracingOptions): Resolver
   const instantSpan = (name: string, attributes: Attributes): Span =>
     tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes: { ...base, ...attributes } }, parentContext());
 
+  /** The CLIENT span of one source HTTP request, started and ended with the request's real times. */
+  const clientSpan = (outcome: SourceOutcome, start: number, parent: Context): Span => {
+    const request = outcome.request as RequestInfo;
+    const status = outcome.ok ? 200 : outcome.error.status;
+    const span = tracer.startSpan(
+      request.method,
+      {
+        kind: SpanKind.CLIENT,
+        startTime: start,
+        attributes: {
+          ...base,
+          [attr.ATTR_HTTP_REQUEST_METHOD]: request.method,
+          [attr.ATTR_SERVER_ADDRESS]: request.serverAddress,
+          [attr.ATTR_SERVER_PORT]: request.serverPort,
+          [attr.ATTR_URL_FULL]: request.url,
+          [attr.ATTR_BLOCKING]: outcome.blocking,
+          ...(status === undefined ? {} : { [attr.ATTR_HTTP_RESPONSE_STATUS_CODE]: status }),
+        },
+      },
+      parent,
+    );
+    if (!outcome.ok) recordError(span, outcome.error);
+    span.end(start + outcome.durationMs);
+    return span;
+  };
+
   const addWorkerEvents = (span: Span, diff: WorkerDiff): void => {
     let budget = maxEvents;
     let dropped = 0;
@@ -172,13 +204,24 @@ export function createResolverTracing(options: ResolverTracingOptions): Resolver
         if (!outcome.unchanged) attributes[attr.ATTR_WORKERS_COUNT] = outcome.workers.length;
         attributes[attr.ATTR_WORKERS_REJECTED] = rejected;
       }
-      const startTime = outcome.blocking ? undefined : Date.now() - outcome.durationMs;
+      const now = Date.now();
+      const requestStart = now - outcome.durationMs;
+      const startTime = outcome.blocking ? undefined : requestStart;
+      // A long poll's client span covers the wait: its own root, linked from the refresh span.
+      const pollSpan =
+        outcome.request !== undefined && outcome.blocking
+          ? clientSpan(outcome, requestStart, context.active())
+          : undefined;
       const span = tracer.startSpan('worker_resolver.refresh', {
         kind: SpanKind.INTERNAL,
         attributes,
         ...(startTime === undefined ? {} : { startTime }),
+        ...(pollSpan === undefined ? {} : { links: [{ context: pollSpan.spanContext() }] }),
       });
       if (!outcome.ok) recordError(span, outcome.error);
+      if (outcome.request !== undefined && !outcome.blocking) {
+        clientSpan(outcome, requestStart, trace.setSpan(context.active(), span));
+      }
       const entry: OpenRefresh = { span };
       open = entry;
       // The engine diffs and publishes synchronously after this callback returns.

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
@@ -14,6 +14,9 @@ import { createResolverTracing } from '../src/tracing.js';
 import type { ResolverTracing } from '../src/tracing.js';
 import { EMPTY_SNAPSHOT, buildWorkerSet, makeSnapshot } from '../src/snapshot.js';
 import { workers } from './helpers/fake-source.js';
+import { createWorkerResolver } from '../src/resolver.js';
+import { ConsulDevServer } from '../src/testing/index.js';
+import { waitFor } from './helpers/wait.js';
 import { startEngine } from './helpers/engine-harness.js';
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -304,5 +307,65 @@ describe('instrumented planner', () => {
     assert.throws(() => new Planner({ service: 'svc', metrics, maxTasksPerStage: 2 }), InvalidOptionError);
     assert.throws(() => new Planner({ service: 'other', tracing: setup().tracing }), InvalidOptionError);
     assert.throws(() => new Planner({ service: 'svc', strategy: 'random' as unknown as 'seeded' }), InvalidOptionError);
+  });
+});
+
+describe('tracing: Consul client spans', () => {
+  it('each Consul request is a CLIENT span with the HTTP semantic conventions', async () => {
+    const exporter = new InMemorySpanExporter();
+    const dev = await ConsulDevServer.start({ dns: false });
+    dev.registerService({ Name: 'worker', ID: 'w1', Address: '127.0.0.1', Port: 9001 });
+    const resolver = createWorkerResolver({
+      service: 'worker',
+      env: {},
+      consul: { address: dev.httpAddr, waitMs: 2000, backoff: { baseMs: 1, capMs: 5 } },
+      minPublishIntervalMs: 0,
+      massFailureGuard: false,
+      tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
+    });
+    try {
+      await resolver.ready({ timeoutMs: 5000 });
+      const port = Number(new URL(dev.httpAddr).port);
+      const clients = (): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.kind === SpanKind.CLIENT);
+      await waitFor(() => clients().length >= 1, 'the first client span');
+      const [first] = clients();
+      assert.ok(first);
+      assert.equal(first.name, 'GET');
+      assert.equal(first.attributes['http.request.method'], 'GET');
+      assert.equal(first.attributes['server.address'], '127.0.0.1');
+      assert.equal(first.attributes['server.port'], port);
+      assert.equal(first.attributes['url.full'], `${dev.httpAddr.replace(/\/$/, '')}/v1/health/service/worker`);
+      assert.equal(first.attributes['http.response.status_code'], 200);
+      const refreshes = exporter.getFinishedSpans().filter((s) => s.name === 'worker_resolver.refresh');
+      assert.equal(first.parentSpanContext?.spanId, refreshes[0]?.spanContext().spanId, 'child of its refresh span');
+
+      // A long poll answered by a change: its client span is a root covering the wait, linked from the refresh.
+      dev.registerService({ Name: 'worker', ID: 'w2', Address: '127.0.0.2', Port: 9002 });
+      await waitFor(() => resolver.getUrls().length === 2, 'the second worker');
+      await waitFor(() => clients().some((s) => s.attributes['worker_resolver.blocking'] === true), 'a long-poll span');
+      const poll = clients().find((s) => s.attributes['worker_resolver.blocking'] === true)!;
+      assert.equal(poll.parentSpanContext, undefined);
+      const linked = exporter
+        .getFinishedSpans()
+        .find(
+          (s) =>
+            s.name === 'worker_resolver.refresh' && s.links.some((l) => l.context.spanId === poll.spanContext().spanId),
+        );
+      assert.ok(linked, 'the refresh span links to the long poll');
+
+      // A failed request: status ERROR, its HTTP status, error.type.
+      dev.failNext(1, { status: 500, path: '/v1/health/service/' });
+      dev.registerService({ Name: 'worker', ID: 'w3', Address: '127.0.0.3', Port: 9003 });
+      await waitFor(
+        () => clients().some((s) => s.attributes['http.response.status_code'] === 500),
+        'a failed request span',
+      );
+      const failed = clients().find((s) => s.attributes['http.response.status_code'] === 500)!;
+      assert.equal(failed.status.code, SpanStatusCode.ERROR);
+      assert.equal(failed.attributes['error.type'], 'http');
+    } finally {
+      await resolver.close();
+      await dev.stop();
+    }
   });
 });

@@ -4,7 +4,7 @@
  */
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { SpanStatusCode } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { Registry } from 'prom-client';
 import type { Counter } from 'prom-client';
 import { createWorkerResolver } from '../../src/index.js';
@@ -23,7 +23,7 @@ export interface Observed {
   readonly logs: LogLine[];
   /** Sum of worker_resolver_source_errors_total for this error_type (any source). */
   errors(errorType: string): Promise<number>;
-  /** Finished spans with status ERROR and this error.type. */
+  /** Finished non-CLIENT spans (one per failed attempt) with status ERROR and this error.type. */
   errorSpans(errorType: string): ReadableSpan[];
   /** Everything an operator can read: exposition, spans, logs. */
   everything(): Promise<string>;
@@ -53,9 +53,17 @@ export function observedResolver(options: WorkerResolverOptions): Observed {
       return values.filter((v) => v.labels['error_type'] === errorType).reduce((sum, v) => sum + v.value, 0);
     },
     errorSpans(errorType) {
-      return exporter
-        .getFinishedSpans()
-        .filter((s) => s.status.code === SpanStatusCode.ERROR && s.attributes['error.type'] === errorType);
+      return (
+        exporter
+          .getFinishedSpans()
+          // One per failed attempt: the refresh spans (each failed Consul request also has a CLIENT span).
+          .filter(
+            (s) =>
+              s.kind !== SpanKind.CLIENT &&
+              s.status.code === SpanStatusCode.ERROR &&
+              s.attributes['error.type'] === errorType,
+          )
+      );
     },
     async everything() {
       const spans = exporter
