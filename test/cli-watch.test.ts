@@ -10,7 +10,8 @@ import { startSidecar } from '../src/sidecar.js';
 import { ConsulDevServer } from '../src/testing/index.js';
 import { runCli, within } from './fixtures/cli-http.js';
 import type { CliProcess } from './fixtures/cli-http.js';
-import { waitFor } from './helpers/wait.js';
+import { delay, waitFor } from './helpers/wait.js';
+import { freeTcpPort } from './helpers/ports.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -91,6 +92,54 @@ describe('worker-resolver watch (not a terminal)', () => {
       cli.child.kill('SIGKILL');
       await sidecar.close();
       await resolver.close();
+    }
+  });
+});
+
+describe('worker-resolver watch through outages', () => {
+  it('stays up while Consul is down, says so, and shows the workers once Consul comes up', async () => {
+    const port = await freeTcpPort();
+    const cli = runCli([
+      'watch',
+      '--service',
+      'worker',
+      '--consul',
+      `127.0.0.1:${port}`,
+      '--min-publish-interval',
+      '0ms',
+    ]);
+    let consul: ConsulDevServer | undefined;
+    try {
+      await waitFor(
+        () => /unreachable|ECONNREFUSED/i.test(cli.stderr()),
+        `the outage on stderr:\n${cli.stderr()}`,
+        20_000,
+      );
+      // The library's backoff timers are unref'd; watch must keep itself alive through them.
+      await delay(1500);
+      assert.equal(cli.child.exitCode, null, `watch exited during the outage:\n${cli.stderr()}`);
+      consul = await ConsulDevServer.start({ dns: false, port });
+      register(consul, 1);
+      await waitFor(() => lines(cli).length >= 1, `the first line once Consul is up:\n${cli.stderr()}`, 40_000);
+      assert.match(lines(cli)[0] ?? '', / workers=1 \+http:\/\/127\.0\.1\.1:9001\/$/);
+      cli.child.kill('SIGINT');
+      assert.equal(await within(cli.exited, 15_000, 'exit on SIGINT'), 0);
+    } finally {
+      cli.child.kill('SIGKILL');
+      await consul?.stop();
+    }
+  });
+
+  it('--sidecar: a refused connection is named as such, and watch keeps retrying', async () => {
+    const port = await freeTcpPort();
+    const cli = runCli(['watch', '--sidecar', `http://127.0.0.1:${port}`]);
+    try {
+      await waitFor(() => /connection refused/.test(cli.stderr()), `the reason on stderr:\n${cli.stderr()}`, 20_000);
+      assert.doesNotMatch(cli.stderr(), /fetch failed/);
+      await delay(1000);
+      assert.equal(cli.child.exitCode, null, 'still running');
+    } finally {
+      cli.child.kill('SIGKILL');
     }
   });
 });

@@ -9,7 +9,9 @@
  * ones in red with `−`. When stdout is not a terminal (a pipe, a file, a test) it prints one
  * plain line per change, without ANSI codes:
  * `<time> version=3 source=consul stale=false workers=3 +http://10.0.0.3:8080/ -http://10.0.0.1:8080/`.
- * Ctrl-C (or SIGTERM) exits 0.
+ * Ctrl-C (or SIGTERM) exits 0. It stays up through any outage of its source and shows it:
+ * the library's timers are unref'd (a library must not keep its host alive), so `watch` holds
+ * the process open itself until it is told to stop.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { Backoff } from '../backoff.js';
@@ -172,13 +174,31 @@ export async function runWatch(argv: readonly string[], env: Env = process.env):
   const unsubscribe = resolver.subscribe(show);
   display.draw();
   // The stale flag changes without a publish; a terminal also wants its view kept current.
+  // Not unref'd: during a backoff nothing else is alive, and watch must outlive an outage.
   const tick = setInterval(show, 1_000);
-  tick.unref();
   await stopped;
   clearInterval(tick);
   unsubscribe();
   await resolver.close();
   return 0;
+}
+
+/**
+ * What went wrong with a fetch, in words an operator can act on: undici reports every network
+ * failure as "fetch failed" and puts the reason (ECONNREFUSED, ENOTFOUND, a timeout) in `cause`.
+ */
+function describeFetchError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  if (err.name === 'TimeoutError') return 'no answer within the long-poll wait plus its margin (a hung sidecar?)';
+  const cause = err.cause as (Error & { code?: string }) | undefined;
+  if (err.message === 'fetch failed' && cause !== undefined) {
+    const code = cause.code ?? '';
+    if (code === 'ECONNREFUSED') return 'connection refused (is the sidecar running, on this address?)';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return `cannot resolve the host name (${code})`;
+    if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET') return 'the connection was reset';
+    return code === '' ? cause.message : `${cause.message} (${code})`;
+  }
+  return err.message;
 }
 
 /** The `/v1/workers` body, checked enough to display it. */
@@ -219,6 +239,20 @@ async function followSidecar(base: URL, waitMs: number, display: Display, signal
       // The sidecar adds up to wait/16 of jitter, as Consul does; the client waits longer.
       const timeout = AbortSignal.timeout(waitMs + waitMs / 16 + 10_000);
       const res = await fetch(url, { signal: AbortSignal.any([signal, timeout]) });
+      if (res.status === 503) {
+        // DESIGN §8: no snapshot yet — "not known yet", not an error; wait as told and ask again.
+        const body = (await res.json().catch(() => ({}))) as { error?: unknown };
+        const retryS = Number(res.headers.get('retry-after') ?? '1');
+        const why = typeof body.error === 'string' ? body.error : 'no worker snapshot yet';
+        const note = `sidecar ${base.origin} is not ready: ${why}`;
+        if (display.isTty()) display.setNote(note);
+        else process.stderr.write(`${new Date().toISOString()} ${note}\n`);
+        index = undefined;
+        await delay(Number.isFinite(retryS) && retryS > 0 ? retryS * 1000 : 1000, undefined, { signal }).catch(
+          () => undefined,
+        );
+        continue;
+      }
       if (!res.ok) throw new Error(`HTTP ${res.status} from ${url.origin}${url.pathname}`);
       const view = parseBody(await res.json());
       index = view.index;
@@ -229,7 +263,7 @@ async function followSidecar(base: URL, waitMs: number, display: Display, signal
       if (signal.aborted) return;
       index = undefined;
       const delayMs = Math.max(200, backoff.next());
-      const message = `cannot follow ${base.origin}: ${err instanceof Error ? err.message : String(err)}`;
+      const message = `cannot follow ${base.origin}: ${describeFetchError(err)}`;
       if (display.isTty()) display.setNote(`${message}; retrying in ${formatDuration(delayMs)}`);
       else process.stderr.write(`${new Date().toISOString()} ${message}\n`);
       await delay(delayMs, undefined, { signal }).catch(() => undefined);
