@@ -1,6 +1,9 @@
 /**
  * `worker-resolver doctor`: checks what the resolver depends on and explains what is wrong,
- * one line per check — `✓ what is fine`, `✗ what is wrong — fix: what to do`, `· skipped`.
+ * one line per check — `✓ what is fine`, `✗ what is wrong — fix: what to do`, `! a warning —
+ * note: why it may matter`, `· skipped`. Warnings never change the exit code: they are about
+ * things that do not stop this resolver (e.g. what other DNS clients see), so `doctor` stays
+ * usable as a health gate.
  *
  * 1. Consul answers `GET /v1/status/leader` and has a raft leader.
  * 2. The ACL token can read the service (`GET /v1/health/service/:name`, the resolver's own
@@ -11,9 +14,10 @@
  * 4. The DNS SRV name (with `--dns-srv`) resolves to workers.
  * 5. UDP without EDNS and TCP return the same number of SRV records: Consul's DNS cuts plain
  *    UDP answers to 3 records without setting TC, so a stub resolver silently sees 3 workers.
+ *    This resolver sends EDNS and re-asks over TCP, so it is a warning, not a failure.
  *
- * Exit 0 when every check passes, 1 otherwise, 2 on bad flags. Every network call is bounded
- * by `--timeout`.
+ * Exit 0 when no check failed (warnings allowed), 1 otherwise, 2 on bad flags. Every network
+ * call is bounded by `--timeout`; a hung agent is reported as such.
  */
 import { getServers } from 'node:dns';
 import http from 'node:http';
@@ -43,9 +47,26 @@ class Report {
     this.failed = true;
     this.write(`✗ ${what} — fix: ${fix}`);
   }
+  warn(what: string, note: string): void {
+    this.write(`! ${what} — note: ${note}`);
+  }
   skip(what: string): void {
     this.write(`· ${what}`);
   }
+  /** An indented detail line under the previous check. */
+  detail(text: string): void {
+    this.write(`    ${text}`);
+  }
+}
+
+/** How long doctor lets a request take; the abort signal fires later, so the client's own timeout names a hang. */
+const ABORT_GRACE_MS = 1000;
+
+/** True when a TLS failure means the port does not speak TLS at all (https sent to the plain HTTP port). */
+function plainHttpPort(err: unknown): boolean {
+  const cause = (err as { cause?: { message?: string; code?: string } } | undefined)?.cause;
+  const text = `${cause?.message ?? ''} ${cause?.code ?? ''} ${err instanceof Error ? err.message : ''}`;
+  return /wrong version number|packet length too long|ERR_SSL_WRONG_VERSION_NUMBER|unknown protocol/i.test(text);
 }
 
 function messageOf(err: unknown): string {
@@ -87,7 +108,7 @@ async function checkConsul(
   const service = consul.query.service;
   try {
     try {
-      const leader = await client.leader(timeoutMs, AbortSignal.timeout(timeoutMs));
+      const leader = await client.leader(timeoutMs, AbortSignal.timeout(timeoutMs + ABORT_GRACE_MS));
       if (leader === '') {
         report.fail(
           `Consul at ${where} answers but has no raft leader`,
@@ -97,13 +118,25 @@ async function checkConsul(
         report.ok(`Consul at ${where} answers; raft leader ${leader}`);
       }
     } catch (err) {
-      const tls = isWorkerResolverError(err) && err.code === 'ERR_CONSUL_TLS';
-      report.fail(
-        `Consul at ${where} is unreachable: ${messageOf(err)}`,
-        tls
-          ? 'check CONSUL_CACERT / CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY / CONSUL_TLS_SERVER_NAME'
-          : `check --consul or CONSUL_HTTP_ADDR, and that the agent listens there (curl ${where}/v1/status/leader)`,
-      );
+      const code = isWorkerResolverError(err) ? err.code : undefined;
+      if (code === 'ERR_CONSUL_TIMEOUT') {
+        report.fail(
+          `Consul at ${where} accepted the connection but did not answer within ${timeoutMs} ms (a hung or overloaded agent)`,
+          'check the agent process (is it stopped, swapping, or stuck on disk?) and its logs; restart it if it stays hung',
+        );
+      } else if (code === 'ERR_CONSUL_TLS' && plainHttpPort(err)) {
+        report.fail(
+          `Consul at ${where} does not speak TLS on this port: https was sent to a plain-HTTP port`,
+          "use http:// for this port, or Consul's HTTPS port (8501 by default, ports { https = 8501 })",
+        );
+      } else {
+        report.fail(
+          `Consul at ${where} is unreachable: ${messageOf(err)}`,
+          code === 'ERR_CONSUL_TLS'
+            ? 'check CONSUL_CACERT / CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY / CONSUL_TLS_SERVER_NAME'
+            : `check --consul or CONSUL_HTTP_ADDR, and that the agent listens there (curl ${where}/v1/status/leader)`,
+        );
+      }
       report.skip('ACL and service checks skipped: Consul did not answer');
       return;
     }
@@ -111,7 +144,7 @@ async function checkConsul(
     try {
       const res = await client.healthService(
         { ...consul.query, passingOnly: false },
-        { index: 0, waitMs: 0, timeoutMs, signal: AbortSignal.timeout(timeoutMs) },
+        { index: 0, waitMs: 0, timeoutMs, signal: AbortSignal.timeout(timeoutMs + ABORT_GRACE_MS) },
       );
       body = res.body;
       if (res.filteredByAcls) {
@@ -214,6 +247,37 @@ function countStates(entries: unknown[]): Record<'passing' | 'warning' | 'critic
   return counts;
 }
 
+/** Most unhealthy instances listed by name. */
+const MAX_LISTED = 10;
+
+/** One line per instance that is critical, warning or in maintenance: which, where, and what its failing check says. */
+function unhealthyInstances(entries: readonly unknown[]): string[] {
+  const lines: string[] = [];
+  for (const entry of entries) {
+    const e = entry as {
+      Node?: { Node?: unknown };
+      Service?: { ID?: unknown };
+      Checks?: { CheckID?: unknown; Name?: unknown; Status?: unknown; Output?: unknown; Notes?: unknown }[];
+    } | null;
+    const checks = Array.isArray(e?.Checks) ? e.Checks : [];
+    const maintenance = checks.find((c) => /^(_service_maintenance:|_node_maintenance$)/.test(String(c.CheckID)));
+    const failing =
+      maintenance ?? checks.find((c) => c.Status === 'critical') ?? checks.find((c) => c.Status === 'warning');
+    if (failing === undefined) continue;
+    const state = maintenance !== undefined ? 'maintenance' : String(failing.Status);
+    // Maintenance carries its reason in Notes; a failing check says why in Output.
+    const output = String(failing.Output || failing.Notes || '')
+      .replace(/\s+/g, ' ')
+      .trim()
+      .slice(0, 160);
+    const name = String(failing.Name ?? failing.CheckID ?? 'check');
+    lines.push(
+      `${state} ${String(e?.Service?.ID ?? '?')} on node ${String(e?.Node?.Node ?? '?')}: ${name}${output === '' ? '' : `: ${output}`}`,
+    );
+  }
+  return lines;
+}
+
 function checkInstances(body: Buffer, consul: ConsulSourceConfig, report: Report): void {
   const service = consul.query.service;
   let entries: unknown;
@@ -247,8 +311,16 @@ function checkInstances(body: Buffer, consul: ConsulSourceConfig, report: Report
   const usable = parsed.workers.length;
   const counts = `${c.passing} passing, ${c.warning} warning, ${c.critical} critical, ${c.maintenance} in maintenance`;
   const summary = `service "${service}": ${usable} usable worker${usable === 1 ? '' : 's'} of ${list.length} instance${list.length === 1 ? '' : 's'}${scope} (${counts})`;
-  if (usable > 0) report.ok(summary);
-  else {
+  const unhealthy = unhealthyInstances(list);
+  if (usable > 0) {
+    report.ok(summary);
+    if (unhealthy.length > 0) {
+      report.warn(
+        `${unhealthy.length} instance(s) of "${service}" are not routed to`,
+        'the resolver skips them; their checks say why',
+      );
+    }
+  } else {
     const hints = [
       c.critical > 0 ? 'fix the failing health checks (their output is in the Consul UI or /v1/health/service)' : '',
       c.warning > 0 && !consul.policy.includeWarning ? 'or pass --include-warning to route to warning instances' : '',
@@ -257,6 +329,8 @@ function checkInstances(body: Buffer, consul: ConsulSourceConfig, report: Report
     ].filter((h) => h !== '');
     report.fail(summary, hints.join('; ') || 'check the instances and the filters');
   }
+  for (const line of unhealthy.slice(0, MAX_LISTED)) report.detail(line);
+  if (unhealthy.length > MAX_LISTED) report.detail(`… and ${unhealthy.length - MAX_LISTED} more`);
   if (parsed.rejected > 0) {
     report.fail(
       `${parsed.rejected} healthy instance(s) of "${service}" have no valid address or port`,
@@ -327,9 +401,10 @@ async function checkTruncation(name: string, servers: DnsServer[], timeoutMs: nu
   else if (udp.value.truncated)
     report.ok(`UDP answers for ${name} are cut to ${u} of ${t} records but set TC, so clients retry over TCP`);
   else {
-    report.fail(
+    // Not a failure: this resolver asks with EDNS and re-asks over TCP. Other DNS clients may not.
+    report.warn(
       `UDP answers without EDNS for ${name} carry ${u} of ${t} SRV records and do not set TC: plain resolvers silently see ${u} workers`,
-      'query with EDNS or TCP (worker-resolver does, --dns-transport auto); on Consul set dns_config { enable_truncate = true }',
+      'worker-resolver is not affected (EDNS, then TCP: --dns-transport auto); for other clients set dns_config { enable_truncate = true } on Consul',
     );
   }
 }
