@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { createWorkerResolver } from '../src/index.js';
 import { startSidecar } from '../src/sidecar.js';
-import { SERVICE, setHealth, startCluster } from './cluster.js';
+import { HEALTH_QUERY, SERVICE, httpGet, setHealth, startCluster } from './cluster.js';
 import type { BenchContext, BenchSection, SectionOutput } from './section.js';
 import { pause, silentLogger, until } from './section.js';
 import type { ChildMessage, ParentMessage } from './sidecar-process.js';
@@ -300,12 +300,29 @@ interface RssPlan {
   readonly workers: number;
   readonly changes: number;
   readonly settleMs: number;
+  /** Stop taking changes after this long (the 10,000-worker run: each change is a 10 MiB answer). */
+  readonly maxMs: number;
 }
-const RSS_FULL: RssPlan = { workers: 100, changes: 1_000, settleMs: 2_000 };
-const RSS_QUICK: RssPlan = { workers: 10, changes: 20, settleMs: 200 };
+const RSS_FULL: readonly RssPlan[] = [
+  { workers: 100, changes: 1_000, settleMs: 2_000, maxMs: 100_000 },
+  { workers: 10_000, changes: 1_000, settleMs: 2_000, maxMs: 400_000 },
+];
+const RSS_QUICK: readonly RssPlan[] = [{ workers: 10, changes: 20, settleMs: 200, maxMs: 10_000 }];
 
 async function runRss(ctx: BenchContext): Promise<SectionOutput> {
-  const plan = ctx.quick ? RSS_QUICK : RSS_FULL;
+  const tables: SectionOutput['tables'][number][] = [];
+  const data: Record<string, unknown> = {};
+  for (const plan of ctx.quick ? RSS_QUICK : RSS_FULL) {
+    if (ctx.signal.aborted) break;
+    const out = await runRssOnce(ctx, plan);
+    tables.push(...out.tables);
+    data[String(plan.workers)] = out.data;
+  }
+  // Kept flat for readers of the 100-worker figures.
+  return { tables, goals: [], data: { ...(data['100'] as object), byWorkers: data } };
+}
+
+async function runRssOnce(ctx: BenchContext, plan: RssPlan): Promise<SectionOutput> {
   const { dev, workers } = await startCluster(plan.workers);
   const bare = await startChild('bare', dev.httpAddr);
   const child = await startChild('sidecar', dev.httpAddr);
@@ -319,11 +336,15 @@ async function runRss(ctx: BenchContext): Promise<SectionOutput> {
     const url = child.url!;
     let index = await longPoll(url, 0, agent);
     let done = 0;
-    ctx.log(`sidecar-rss: ${plan.changes} changes through the sidecar`);
-    for (; done < plan.changes && !ctx.signal.aborted; done += 1) {
+    const propagation: number[] = [];
+    const deadline = performance.now() + plan.maxMs;
+    ctx.log(`sidecar-rss: ${plan.changes} changes through the sidecar (${fmtInt(plan.workers)} workers)`);
+    for (; done < plan.changes && !ctx.signal.aborted && performance.now() < deadline; done += 1) {
       const w = workers[Math.floor(done / 2) % plan.workers]!;
+      const t0 = process.hrtime.bigint();
       setHealth(dev, w, done % 2 === 0 ? 'critical' : 'passing');
       const seen = await longPoll(url, index, agent);
+      propagation.push(Number(process.hrtime.bigint() - t0) / 1e6);
       if (!(seen > index)) throw new Error('sidecar-rss: the sidecar did not publish the change');
       index = seen;
       if ((done + 1) % 250 === 0) {
@@ -331,6 +352,19 @@ async function runRss(ctx: BenchContext): Promise<SectionOutput> {
         samples.push({ changes: done + 1, rss: m.rss, heapUsed: m.heapUsed });
       }
     }
+    if (done % 2 === 1) setHealth(dev, workers[Math.floor((done - 1) / 2) % plan.workers]!, 'passing');
+    // Floor of a change's propagation: one non-blocking read of the same answer, parsed.
+    const floor: number[] = [];
+    const floorAgent = new Agent({ keepAlive: true });
+    for (let i = 0; i < 20; i += 1) {
+      const t0 = process.hrtime.bigint();
+      const r = await httpGet(dev.httpAddr, `/v1/health/service/${SERVICE}?${HEALTH_QUERY}`, floorAgent);
+      JSON.parse(r.body.toString('utf8'));
+      floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    floorAgent.destroy();
+    const prop = summarize(propagation);
+    const fl = summarize(floor);
     await pause(plan.settleMs);
     const after = await child.memory(false);
     const afterGc = await child.memory(true);
@@ -347,6 +381,16 @@ async function runRss(ctx: BenchContext): Promise<SectionOutput> {
       row('sidecar after start-up (idle)', startup, true),
       row(`sidecar after ${fmtInt(done)} changes (idle)`, after, true),
       row('↳ same, after a full GC', afterGc, true),
+    ];
+    const propRows: string[][] = [
+      [
+        `check flip → the sidecar's long poll answered (${fmtInt(prop.n)} changes)`,
+        fmtMs(prop.p50),
+        fmtMs(prop.p99),
+        fmtRatio(ratio(prop.p50, fl.p50)),
+        fmtRatio(ratio(prop.p99, fl.p99)),
+      ],
+      ['floor: one non-blocking health read + JSON.parse', fmtMs(fl.p50), fmtMs(fl.p99), '1×', '1×'],
     ];
     return {
       tables: [
@@ -366,11 +410,24 @@ async function runRss(ctx: BenchContext): Promise<SectionOutput> {
               'after GC stays flat is sizing, not a leak.',
           ],
         },
+        {
+          title: `7b. Propagation through \`serve\` during those changes (${fmtInt(plan.workers)} workers)`,
+          columns: ['measure', 'p50', 'p99', 'p50 vs floor', 'p99 vs floor'],
+          rows: propRows,
+          notes: [
+            'Dev server in the benchmark process, resolver + sidecar in the child: a check flip is one Consul write; ' +
+              'the time ends when the benchmark has read the sidecar’s long-poll answer. The floor is what any client of ' +
+              'the same server pays at least for the new state (the server building and serialising the answer, ' +
+              'loopback, JSON.parse).',
+          ],
+        },
       ],
       goals: [],
       data: {
         workers: plan.workers,
         changes: done,
+        propagationMs: prop,
+        floorMs: fl,
         bare: bareMem,
         startup,
         afterChanges: after,
@@ -396,6 +453,6 @@ export const sidecarFanoutBench: BenchSection = {
 export const sidecarRssBench: BenchSection = {
   id: 'sidecar-rss',
   title: 'Sidecar idle RSS',
-  budgetMs: { quick: 30_000, full: 120_000 },
+  budgetMs: { quick: 30_000, full: 600_000 },
   run: runRss,
 };
