@@ -252,6 +252,7 @@ const MAX_LISTED = 10;
 
 /** One line per instance that is critical, warning or in maintenance: which, where, and what its failing check says. */
 function unhealthyInstances(entries: readonly unknown[]): string[] {
+  const text = (v: unknown): string => (typeof v === 'string' ? v : '');
   const lines: string[] = [];
   for (const entry of entries) {
     const e = entry as {
@@ -260,19 +261,16 @@ function unhealthyInstances(entries: readonly unknown[]): string[] {
       Checks?: { CheckID?: unknown; Name?: unknown; Status?: unknown; Output?: unknown; Notes?: unknown }[];
     } | null;
     const checks = Array.isArray(e?.Checks) ? e.Checks : [];
-    const maintenance = checks.find((c) => /^(_service_maintenance:|_node_maintenance$)/.test(String(c.CheckID)));
+    const maintenance = checks.find((c) => /^(_service_maintenance:|_node_maintenance$)/.test(text(c.CheckID)));
     const failing =
       maintenance ?? checks.find((c) => c.Status === 'critical') ?? checks.find((c) => c.Status === 'warning');
     if (failing === undefined) continue;
-    const state = maintenance !== undefined ? 'maintenance' : String(failing.Status);
+    const state = maintenance !== undefined ? 'maintenance' : text(failing.Status);
     // Maintenance carries its reason in Notes; a failing check says why in Output.
-    const output = String(failing.Output || failing.Notes || '')
-      .replace(/\s+/g, ' ')
-      .trim()
-      .slice(0, 160);
-    const name = String(failing.Name ?? failing.CheckID ?? 'check');
+    const output = (text(failing.Output) || text(failing.Notes)).replace(/\s+/g, ' ').trim().slice(0, 160);
+    const name = text(failing.Name) || text(failing.CheckID) || 'check';
     lines.push(
-      `${state} ${String(e?.Service?.ID ?? '?')} on node ${String(e?.Node?.Node ?? '?')}: ${name}${output === '' ? '' : `: ${output}`}`,
+      `${state} ${text(e?.Service?.ID) || '?'} on node ${text(e?.Node?.Node) || '?'}: ${name}${output === '' ? '' : `: ${output}`}`,
     );
   }
   return lines;
