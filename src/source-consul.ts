@@ -11,7 +11,8 @@
  *     not even parsed. So is an answer whose body is byte-identical to the last one used (an
  *     index that moves while the content does not, consul#4810): its index is taken, its
  *     body is not parsed. Any other body is read incrementally ({@link IncrementalHealthParser}):
- *     only the entries whose bytes changed since the last answer are parsed.
+ *     only the entries whose bytes changed since the last answer are parsed, in event-loop
+ *     turns of at most `READ_SLICE_MS` (a first answer of 10,000 entries is many turns).
  *  5. The client timeout exceeds `wait + wait/16` (Consul adds up to wait/16 of jitter) plus
  *     a margin, so a healthy long poll is never cut by our own timer.
  *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
@@ -45,6 +46,13 @@ import { IncrementalHealthParser } from './consul-health-incremental.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
 import type { RequestInfo, Source, SourceSink, WorkerCandidate } from './source.js';
 import { TokenBucket } from './token-bucket.js';
+
+/**
+ * Longest stretch of body reading done in one event-loop turn, in milliseconds. A read with
+ * many new entries (a source's first answer of 10,000 instances) is cut into turns this long,
+ * so the process that embeds the resolver keeps serving while it reads.
+ */
+const READ_SLICE_MS = 5;
 
 /** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
 export interface ConsulSourceConfig {
@@ -262,7 +270,10 @@ export class ConsulSource implements Source {
       return { workers: [], rejected: 0, index: response.index, unchanged: true, sameBody: true, ...leader };
     }
     try {
-      const parsed = parser.parse(response.body);
+      const parsed = await parser.parseChunked(response.body, READ_SLICE_MS, signal);
+      if (parsed === undefined) {
+        return new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request aborted while reading its answer');
+      }
       return { workers: parsed.workers, rejected: parsed.rejected, index: response.index, unchanged: false, ...leader };
     } catch (err) {
       return err as WorkerResolverError;

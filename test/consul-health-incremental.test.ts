@@ -155,6 +155,36 @@ describe('incremental health reading', () => {
     assert.deepEqual(parser.lastStats, { elements: 49, parsed: 0, fallback: false });
   });
 
+  it('a chunked read gives the same result in several event-loop turns, and an aborted one changes nothing', async () => {
+    const entries = Array.from({ length: 300 }, (_, i) => ({
+      Node: { Node: `n${i}`, Address: `10.0.${i >> 8}.${i & 255}` },
+      Service: { ID: `w${i}`, Port: 8080 },
+    }));
+    const body = Buffer.from(JSON.stringify(entries));
+    const reference = new IncrementalHealthParser(policy).parse(body);
+    const parser = new IncrementalHealthParser(policy);
+    let turns = 0;
+    let reading = true;
+    const count = (): void => {
+      turns += 1;
+      if (reading) setImmediate(count);
+    };
+    setImmediate(count);
+    const got = await parser.parseChunked(body, 0);
+    reading = false;
+    assert.deepEqual(got, reference);
+    assert.ok(turns >= 3, `the read gave the loop back (${turns} turns)`);
+    assert.ok(parser.isLastBody(body));
+
+    entries.reverse();
+    const other = Buffer.from(JSON.stringify(entries));
+    const abort = new AbortController();
+    const pending = parser.parseChunked(other, 0, abort.signal);
+    abort.abort();
+    assert.equal(await pending, undefined);
+    assert.ok(parser.isLastBody(body), 'an aborted read leaves the last body as the reference');
+  });
+
   it('a number that grew is not mistaken for the shorter one it starts with', () => {
     const parser = new IncrementalHealthParser(policy);
     parser.parse(Buffer.from('[1,{"a":1}]'));
