@@ -60,7 +60,7 @@ const QUICK: Plan = {
 };
 
 /** Rate limit that never throttles a single resolver in these runs. */
-const UNTHROTTLED = { ratePerSecond: 10_000, burst: 10_000 } as const;
+export const UNTHROTTLED = { ratePerSecond: 10_000, burst: 10_000 } as const;
 
 interface FloorResult {
   readonly total: Summary;
@@ -184,7 +184,7 @@ async function measureResolver(
 }
 
 /** Applies `write` and resolves when a snapshot with `expected` workers is published. */
-function changeAndWait(
+export function changeAndWait(
   resolver: DiscoveringWorkerResolver,
   expected: number,
   write: () => void,
@@ -305,11 +305,13 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
 
   const goals: GoalCheck[] = [];
   const rows: string[][] = [];
+  /** The server of every row here; (2b), propagation-consul.ts, has the real agent's. */
+  const DEV = 'dev server (test double)';
   for (const r of results) {
     const f = r.floor.total;
     const vsFloor = (s: Summary): string => fmtRatio(ratio(s.p50, f.p50));
     const n = fmtInt(r.workers);
-    rows.push([n, 'floor: 1 request + JSON.parse', fmtMs(f.p50), fmtMs(f.p99), fmtInt(f.n), '1×', '—']);
+    rows.push([n, DEV, 'floor: 1 request + JSON.parse', fmtMs(f.p50), fmtMs(f.p99), fmtInt(f.n), '1×', '—']);
     let goal: GoalCheck | undefined;
     if (r.workers === plan.goalSize) {
       goal = {
@@ -322,6 +324,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     const l = r.resolver.latency;
     rows.push([
       n,
+      DEV,
       'worker-resolver (blocking query)',
       fmtMs(l.p50),
       fmtMs(l.p99),
@@ -334,6 +337,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
       const p99 = 0.99 * intervalMs + f.p99;
       rows.push([
         n,
+        DEV,
         `${intervalMs / 1000} s poller (computed)`,
         fmtMs(p50),
         fmtMs(p99),
@@ -344,7 +348,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     }
     if (r.poller !== undefined) {
       const p = r.poller;
-      rows.push([n, '1 s poller (measured)', fmtMs(p.p50), fmtMs(p.p99), fmtInt(p.n), vsFloor(p), '—']);
+      rows.push([n, DEV, '1 s poller (measured)', fmtMs(p.p50), fmtMs(p.p99), fmtInt(p.n), vsFloor(p), '—']);
     }
   }
   const notes = [
@@ -369,8 +373,8 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
   return {
     tables: [
       {
-        title: '2. Change propagation (health change in Consul → new snapshot published)',
-        columns: ['workers', 'method', 'p50', 'p99', 'samples', 'p50 vs floor', 'goal'],
+        title: '2. Change propagation on the Consul dev server (health change → new snapshot published)',
+        columns: ['workers', 'server', 'method', 'p50', 'p99', 'samples', 'p50 vs floor', 'goal'],
         rows,
         notes,
       },

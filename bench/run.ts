@@ -23,6 +23,7 @@ import { getUrlsBench } from './get-urls.js';
 import { gcExposed } from './memory.js';
 import { processingBench } from './processing.js';
 import { propagationBench } from './propagation.js';
+import { propagationConsulBench } from './propagation-consul.js';
 import { SECTION_IDS } from './section.js';
 import type { BenchSection, SectionId, SectionResult } from './section.js';
 import { sidecarFanoutBench, sidecarRssBench } from './sidecar.js';
@@ -32,6 +33,7 @@ import type { Table } from './table.js';
 const SECTIONS: readonly BenchSection[] = [
   getUrlsBench,
   propagationBench,
+  propagationConsulBench,
   failoverBench,
   processingBench,
   consulLoadBench,

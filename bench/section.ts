@@ -8,6 +8,7 @@ import type { GoalCheck, Table } from './table.js';
 export const SECTION_IDS = [
   'get-urls',
   'propagation',
+  'propagation-consul',
   'failover',
   'processing',
   'consul-load',

@@ -1,8 +1,10 @@
 /**
  * Keeps the benchmark suite working: runs `bench/run.ts --quick` (the smoke size) in a child
  * process, as `npm run bench` does, and checks that it completes and writes JSON with every
- * section. Never asserts on a timing: the numbers of a smoke run mean nothing, and a slow
- * CI machine must not fail here.
+ * section, that each propagation row names its server, and that the real-Consul family
+ * either ran (10 instances at this size) or said loudly that the binary is missing. Never
+ * asserts on a timing: the numbers of a smoke run mean nothing, and a slow CI machine must
+ * not fail here.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -54,6 +56,20 @@ describe('benchmark suite (smoke size)', () => {
           `section ${id} has an empty table`,
         );
       }
+    }
+    // Every propagation row names its server; the real-agent family ran, or says loudly why not.
+    const devRows = report.sections['propagation']?.tables[0]?.rows ?? [];
+    assert.ok(
+      devRows.every((row) => row[1] === 'dev server (test double)'),
+      JSON.stringify(devRows),
+    );
+    const real = report.sections['propagation-consul'];
+    if (real?.skipped === undefined) {
+      const rows = real?.tables[0]?.rows ?? [];
+      assert.ok(rows.length > 0 && rows.every((row) => /^Consul \d+\.\d+\.\d+ \(agent -dev\)$/.test(row[1] ?? '')));
+    } else {
+      assert.match(real.skipped, /NO CONSUL BINARY/);
+      assert.match(stdout, /skipped — NO CONSUL BINARY/);
     }
     // The human report went to stdout: one title per section, and the goals summary.
     assert.match(stdout, /1\. getUrls\(\) per call/);
