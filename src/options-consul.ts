@@ -169,7 +169,10 @@ export function resolveConsul(
   let token = o.token ?? (env['CONSUL_HTTP_TOKEN'] || undefined);
   const tokenFile = o.tokenFile ?? (env['CONSUL_HTTP_TOKEN_FILE'] || undefined);
   if (token === undefined && tokenFile !== undefined) {
-    token = readFile(tokenFile, o.tokenFile ? 'consul.tokenFile' : 'CONSUL_HTTP_TOKEN_FILE').trim();
+    const option = o.tokenFile ? 'consul.tokenFile' : 'CONSUL_HTTP_TOKEN_FILE';
+    token = readFile(tokenFile, option).trim();
+    if (token === '') fail(option, `${tokenFile} is empty: it must hold the ACL token`);
+    if (/[\r\n]/.test(token)) fail(option, `${tokenFile} holds more than one line: it must hold only the ACL token`);
   }
   if (token !== undefined && (token === '' || /[\r\n]/.test(token)))
     fail('consul.token', 'must be a single-line, non-empty string');

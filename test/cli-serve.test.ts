@@ -146,11 +146,28 @@ describe('worker-resolver serve', () => {
   it('bad flags and values: exactly one stderr line, exit 2, nothing started', async () => {
     const port = await freePort();
     const base = ['--service', 'worker', '--listen', `127.0.0.1:${port}`];
-    const cases: { args: string[]; env?: Record<string, string>; mentions: RegExp }[] = [
+    const dir = await import('node:fs/promises').then((fs) => fs.mkdtemp('/tmp/wr-serve-bad-'));
+    const empty = `${dir}/empty-token`;
+    await import('node:fs/promises').then((fs) => fs.writeFile(empty, '\n'));
+    const cases: { args: string[]; env?: Record<string, string>; mentions: RegExp; never?: RegExp }[] = [
       { args: [...base, '--wait', 'forever'], mentions: /--wait/ },
       { args: ['--service', 'worker', '--listen', 'nope'], mentions: /--listen/ },
       { args: [...base, '--stale', '--consistent'], mentions: /mutually exclusive/ },
-      { args: [...base, '--no-such-flag'], mentions: /--no-such-flag/ },
+      // Node's parser message, in our style: lower case, one line.
+      { args: [...base, '--no-such-flag'], mentions: /^worker-resolver: unknown option '--no-such-flag'/ },
+      // A token file from the environment is blamed on the variable, not on a flag nobody typed.
+      {
+        args: base,
+        env: { CONSUL_HTTP_TOKEN: '', CONSUL_HTTP_TOKEN_FILE: '/nonexistent/token' },
+        mentions: /CONSUL_HTTP_TOKEN_FILE: cannot read \/nonexistent\/token/,
+        never: /--token-file/,
+      },
+      // An empty token file names the flag and the file.
+      {
+        args: [...base, '--token-file', empty],
+        mentions: new RegExp(`--token-file: ${empty} is empty`),
+        never: /consul\.token/,
+      },
       { args: ['--listen', `127.0.0.1:${port}`], mentions: /--service/ },
       { args: base, env: { WORKER_RESOLVER_WAIT: 'forever' }, mentions: /WORKER_RESOLVER_WAIT/ },
       { args: [...base, '--wait', '11m'], mentions: /10m/ },
@@ -164,7 +181,7 @@ describe('worker-resolver serve', () => {
     ];
     const before = consul.requestCount();
     await Promise.all(
-      cases.map(async ({ args, env, mentions }) => {
+      cases.map(async ({ args, env, mentions, never }) => {
         const cli = start(args, { CONSUL_HTTP_ADDR: consul.httpAddr, CONSUL_HTTP_TOKEN: TOKEN, ...env });
         const code = await within(cli.exited, 20_000, `exit of ${args.join(' ')}`);
         const lines = cli
@@ -175,6 +192,7 @@ describe('worker-resolver serve', () => {
         assert.equal(lines.length, 1, `${args.join(' ')}: ${cli.stderr()}`);
         assert.match(lines[0] ?? '', ERROR_LINE);
         assert.match(lines[0] ?? '', mentions);
+        if (never !== undefined) assert.doesNotMatch(lines[0] ?? '', never);
         assert.ok(!(lines[0] ?? '').includes('pw@'), 'credentials are not echoed');
         assert.equal(cli.stdout(), '');
       }),

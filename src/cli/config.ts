@@ -51,7 +51,7 @@ const E = 'WORKER_RESOLVER_';
 export const FLAGS: readonly FlagSpec[] = [
   { name: 'service', kind: 'string', arg: 'NAME', env: `${E}SERVICE`, help: 'worker service name (required)', commands: ALL },
   { name: 'consul', kind: 'string', arg: 'URL', env: 'CONSUL_HTTP_ADDR', def: 'http://127.0.0.1:8500', help: 'Consul HTTP address (host:port or http(s)://host:port)', commands: ALL },
-  { name: 'no-consul', kind: 'boolean', env: `${E}NO_CONSUL`, help: 'do not use Consul (needs --dns-srv or --static)', commands: ALL },
+  { name: 'no-consul', kind: 'boolean', env: `${E}NO_CONSUL`, help: 'do not use Consul (needs --dns-srv; serve and watch also take --static)', commands: ALL },
   { name: 'token-file', kind: 'string', arg: 'PATH', env: 'CONSUL_HTTP_TOKEN_FILE', help: 'file holding the ACL token (or set CONSUL_HTTP_TOKEN); never logged', commands: ALL },
   { name: 'datacenter', kind: 'string', arg: 'DC', env: `${E}DATACENTER`, def: "the agent's", help: 'Consul datacenter', commands: ALL },
   { name: 'tag', kind: 'list', arg: 'TAG', env: `${E}TAGS`, help: 'keep instances carrying this tag (repeatable: all of them)', commands: ALL },
@@ -147,10 +147,12 @@ export function parseCli(command: CommandName, argv: readonly string[], env: Env
     values = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false }).values as Values;
   } catch (err) {
     // parseArgs errors are one line already; keep the first sentence, without its quoting advice.
-    const message =
+    const first =
       err instanceof Error
         ? (err.message.split('\n')[0] ?? '').replace(/\. To specify .*$/, '').replace(/\.$/, '')
         : String(err);
+    // Our messages start in lower case ("--wait: ..."); Node's ("Unknown option ...") are made to match.
+    const message = first.charAt(0).toLowerCase() + first.slice(1);
     throw new CliUsageError(`${message}; see worker-resolver ${command} --help`);
   }
   if (values['help'] === true) return { ...defaults(command), help: true };
@@ -179,7 +181,7 @@ export function parseCli(command: CommandName, argv: readonly string[], env: Env
       throw new CliUsageError(`${sidecar.origin}: must be http(s)`);
     return { ...base, sidecarUrl: url };
   }
-  const { options, secrets } = resolverOptions(get, values, env);
+  const { options, secrets } = resolverOptions(command, get, values, env);
   return { ...base, resolver: options, secrets };
 }
 
@@ -278,7 +280,12 @@ export function hostPortOf(value: string, origin: string, examplePort: number): 
 type Getter = (name: string) => Given<string> | undefined;
 
 /** Builds the resolver options; the library validates the values themselves (see {@link describeError}). */
-function resolverOptions(get: Getter, values: Values, env: Env): { options: WorkerResolverOptions; secrets: string[] } {
+function resolverOptions(
+  command: CommandName,
+  get: Getter,
+  values: Values,
+  env: Env,
+): { options: WorkerResolverOptions; secrets: string[] } {
   const service = get('service');
   if (service === undefined) throw new CliUsageError(`missing --service (or ${E}SERVICE)`);
   const consulFlag = get('consul');
@@ -290,7 +297,11 @@ function resolverOptions(get: Getter, values: Values, env: Env): { options: Work
   const statics = listOf(values, env, 'static');
   if (dnsSrv === undefined && dnsServers.length > 0) throw new CliUsageError('--dns-server needs --dns-srv');
   if (noConsul && dnsSrv === undefined && statics.length === 0) {
-    throw new CliUsageError('--no-consul needs another source: --dns-srv or --static');
+    throw new CliUsageError(
+      command === 'doctor'
+        ? '--no-consul needs --dns-srv (doctor checks Consul or DNS)'
+        : '--no-consul needs another source: --dns-srv or --static',
+    );
   }
   const chosen = ['stale', 'consistent', 'cached'].filter((c) => values[c] === true);
   if (chosen.length > 1) throw new CliUsageError('--stale, --consistent and --cached are mutually exclusive');
@@ -313,7 +324,8 @@ function resolverOptions(get: Getter, values: Values, env: Env): { options: Work
   const str = (name: string): string | undefined => get(name)?.value;
   const consul: ConsulOptions = {
     ...(consulFlag !== undefined && consulFlag.origin !== 'CONSUL_HTTP_ADDR' ? { address: consulFlag.value } : {}),
-    ...(tokenFile === undefined ? {} : { tokenFile: tokenFile.value }),
+    // From CONSUL_HTTP_TOKEN_FILE the library reads it itself, so its errors name the variable, not --token-file.
+    ...(tokenFile === undefined || tokenFile.origin !== '--token-file' ? {} : { tokenFile: tokenFile.value }),
     ...opt('datacenter', str('datacenter')),
     ...(listOf(values, env, 'tag').length > 0 ? { tags: listOf(values, env, 'tag') } : {}),
     ...opt('filter', str('filter')),

@@ -21,7 +21,7 @@ Usage:
   worker-resolver demo [flags]        the demo: workers, sidecar, coordinator (embedded Consul dev server, or --consul URL)
   worker-resolver dev-server [flags]  the Consul dev server (a test double: HTTP API + DNS), like consul agent -dev
   worker-resolver <command> --help    the flags of a command, with their environment variables and defaults
-  worker-resolver --version           the package version
+  worker-resolver version             the package version (also --version)
 
 Exit codes: 0 ok, 1 failure, 2 bad usage.`;
 
@@ -82,7 +82,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (command === 'help') return main(rest.length > 0 ? [...rest, '--help'] : []);
-  if (command === '--version' || command === '-v') {
+  if (command === '--version' || command === '-v' || command === 'version') {
     process.stdout.write(`${packageVersion()}\n`);
     return 0;
   }

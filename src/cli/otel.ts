@@ -30,6 +30,40 @@ function set(env: Env, name: string): boolean {
   return v !== undefined && v.trim() !== '';
 }
 
+/**
+ * One readable line from an SDK diagnostic. Exporters report a failed export as a message plus
+ * an error object, or as the error serialised to JSON (stack included): keep the message and
+ * the error's own message and code, never a stack.
+ */
+export function diagLine(message: string, args: readonly unknown[]): string {
+  const describe = (value: unknown): string | undefined => {
+    if (value instanceof Error) {
+      const code = (value as { code?: unknown }).code;
+      return `${value.message}${typeof code === 'string' ? ` (${code})` : ''}`;
+    }
+    if (typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string') {
+      const v = value as { message: string; code?: unknown };
+      return `${v.message}${typeof v.code === 'string' || typeof v.code === 'number' ? ` (${String(v.code)})` : ''}`;
+    }
+    if (typeof value === 'string') {
+      const trimmed = value.trim();
+      if (trimmed.startsWith('{')) {
+        try {
+          return describe(JSON.parse(trimmed));
+        } catch {
+          // not JSON: fall through
+        }
+      }
+      return trimmed.split('\n')[0];
+    }
+    return undefined;
+  };
+  const parts = [describe(message) ?? '', ...args.map(describe)].filter(
+    (p): p is string => p !== undefined && p !== '',
+  );
+  return [...new Set(parts)].join(': ').slice(0, 500);
+}
+
 /** True when the environment asks for traces. */
 export function otelRequested(env: Env): boolean {
   if (/^true$/i.test(env['OTEL_SDK_DISABLED'] ?? '')) return false;
@@ -51,8 +85,8 @@ export async function startOtel(env: Env, logger: Logger): Promise<OtelHandle | 
   if (!otelRequested(env)) return undefined;
   diag.setLogger(
     {
-      error: (message: string) => logger.warn(`opentelemetry: ${message}`),
-      warn: (message: string) => logger.warn(`opentelemetry: ${message}`),
+      error: (message: string, ...args: unknown[]) => logger.warn(`opentelemetry: ${diagLine(message, args)}`),
+      warn: (message: string, ...args: unknown[]) => logger.warn(`opentelemetry: ${diagLine(message, args)}`),
       info: () => undefined,
       debug: () => undefined,
       verbose: () => undefined,

@@ -24,6 +24,9 @@ import { startOtel } from './otel.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Most worker URLs named per "workers changed" log line (the counts are always complete). */
+const MAX_LOGGED_URLS = 20;
+
 /** A start-up failure that is not a usage error (exit 1). */
 class StartError extends Error {
   readonly code: string;
@@ -83,6 +86,9 @@ export async function runServe(argv: readonly string[], env: Env = process.env):
   resolver.subscribe((snapshot) => {
     const diff = diffWorkers(previous.workers, snapshot.workers);
     previous = snapshot;
+    // Which workers, not only how many: what on-call greps for. Bounded, so a 10,000-worker
+    // first snapshot stays one readable line.
+    const urls = (ws: readonly { url: URL }[]): string[] => ws.slice(0, MAX_LOGGED_URLS).map((w) => w.url.href);
     logger.info('workers changed', {
       version: snapshot.version,
       source: snapshot.source,
@@ -90,6 +96,8 @@ export async function runServe(argv: readonly string[], env: Env = process.env):
       added: diff.added.length,
       removed: diff.removed.length,
       updated: diff.updated.length,
+      ...(diff.added.length > 0 ? { addedUrls: urls(diff.added) } : {}),
+      ...(diff.removed.length > 0 ? { removedUrls: urls(diff.removed) } : {}),
     });
   });
   const { host, port } = config.listen;
