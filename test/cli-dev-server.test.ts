@@ -8,7 +8,10 @@
  */
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { SrvData } from 'dns-packet';
 import { runCli, within } from './fixtures/cli-http.js';
 import type { CliProcess } from './fixtures/cli-http.js';
@@ -28,6 +31,7 @@ interface Announcement {
   readonly host: string;
   readonly datacenter: string;
   readonly node: string;
+  readonly acl: boolean;
   readonly pid: number;
   readonly seeded: readonly { service: string; count: number; ports: string }[];
 }
@@ -205,6 +209,35 @@ describe('worker-resolver dev-server', () => {
     assert.equal(await stop(cli, 'SIGINT'), 0);
   });
 
+  it('--acl-token-file turns ACLs on: the anonymous token sees nothing, the management token everything', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'wr-dev-server-'));
+    try {
+      const token = 'c0ffee00-5ec2-e7e7-0ken-00000000dev1';
+      await writeFile(join(dir, 'token'), `${token}\n`);
+      const { cli, info } = await startJson(['--acl-token-file', join(dir, 'token'), '--seed', 'web=2']);
+      assert.equal(info.acl, true);
+      assert.doesNotMatch(cli.stdout() + cli.stderr(), new RegExp(token), 'the token is never printed');
+      const anonymous = new ConsulApi(info.http, undefined);
+      const hidden = await anonymous.call('GET', '/v1/health/service/web');
+      assert.deepEqual(hidden.json, []);
+      const managed = new ConsulApi(info.http, token);
+      assert.equal(((await managed.call('GET', '/v1/health/service/web')).json as unknown[]).length, 2);
+      assert.equal((await managed.request('GET', '/v1/health/service/web', { token: 'not-a-token' })).status, 403);
+      assert.equal(await stop(cli), 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--exit-on-stdin-close: the server stops when its parent closes stdin', async () => {
+    const { cli, info } = await startJson(['--exit-on-stdin-close', '--no-dns']);
+    assert.equal(info.dns, null);
+    cli.child.stdin.end();
+    assert.equal(await within(cli.exited, 15_000, 'the exit after stdin closed'), 0);
+    assert.match(cli.stderr(), /stdin closed: stopping/);
+    assert.equal(await refused(info.httpPort), true);
+  });
+
   it('DNS follows an ephemeral --listen, or takes its own --dns-listen port', async () => {
     const dnsPort = await freeTcpPort();
     const { cli, info } = await startJson(['--dns-listen', `127.0.0.1:${dnsPort}`]);
@@ -245,6 +278,8 @@ describe('worker-resolver dev-server', () => {
       ['--seed-port', 'x'],
       ['--seed-tag', 'blue'],
       ['--datacenter', 'dc 1'],
+      ['--acl-token-file', '/nonexistent/token'],
+      ['--check-interval-floor', 'soon'],
       ['--bogus'],
       ['positional'],
     ];
@@ -261,7 +296,8 @@ describe('worker-resolver dev-server', () => {
   it('--help describes every flag; the top-level help lists the command', async () => {
     const help = await runToExit(['--help']);
     assert.equal(help.code, 0);
-    for (const flag of ['--listen', '--dns-listen', '--no-dns', '--seed', '--seed-port', '--seed-tag', '--json']) {
+    const flags = ['--listen', '--dns-listen', '--no-dns', '--seed', '--seed-port', '--seed-tag', '--json'];
+    for (const flag of [...flags, '--acl-token-file', '--check-interval-floor', '--exit-on-stdin-close']) {
       assert.ok(help.out.includes(flag), `${flag} in --help`);
     }
     assert.match(help.out, /TEST DOUBLE/);

@@ -17,7 +17,9 @@
  * Shutdown on SIGINT or SIGTERM: every socket is closed (held blocking queries included),
  * exit 0. A second signal while that runs exits 1 at once.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../duration.js';
 import { ConsulDevServer } from '../testing/index.js';
 import { CliUsageError, hostPortOf } from './config.js';
 
@@ -40,8 +42,13 @@ Flags:
                            each with a passing TTL check "service:NAME-i" (TTL 24h)
   --seed-port PORT         port of the first seeded instance [default 20001]
   --seed-tag TAG           tag every seeded instance with TAG (repeatable)
+  --acl-token-file PATH    turn ACLs on (default deny) with the management token in PATH;
+                           more tokens and policies through PUT /v1/acl/token, /v1/acl/policy
+  --check-interval-floor D lower bound of HTTP/TCP check intervals [default 100ms]
+  --exit-on-stdin-close    also stop when stdin reaches its end (a test harness that dies
+                           takes the server with it)
   --json                   print one JSON line on stdout once listening:
-                           {"http","httpPort","dns","dnsPort","host","datacenter","node","pid","seeded"}
+                           {"http","httpPort","dns","dnsPort","host","datacenter","node","acl","pid","seeded"}
   --help, -h               this text
 
 Try it:
@@ -70,6 +77,10 @@ interface DevServerFlags {
   readonly seedPort: number;
   readonly seedTags: readonly string[];
   readonly json: boolean;
+  /** The management token (ACLs on), read from `--acl-token-file`. */
+  readonly aclToken: string | undefined;
+  readonly checkIntervalFloorMs: number;
+  readonly exitOnStdinClose: boolean;
 }
 
 /** Most instances one `--seed` registers (a bound on start-up time and memory). */
@@ -97,6 +108,9 @@ export function parseDevServerFlags(argv: readonly string[]): DevServerFlags | '
         'seed-port': { type: 'string' },
         'seed-tag': { type: 'string', multiple: true },
         json: { type: 'boolean' },
+        'acl-token-file': { type: 'string' },
+        'check-interval-floor': { type: 'string' },
+        'exit-on-stdin-close': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -154,6 +168,11 @@ export function parseDevServerFlags(argv: readonly string[]): DevServerFlags | '
   }
   const seedTags = (values['seed-tag'] ?? []).map((t) => name('seed-tag', t, t));
   if (seedTags.length > 0 && seeds.length === 0) throw usage('--seed-tag needs --seed');
+  const floorText = values['check-interval-floor'];
+  const checkIntervalFloorMs = floorText === undefined ? 100 : parseDuration(floorText);
+  if (checkIntervalFloorMs === undefined || checkIntervalFloorMs < 0) {
+    throw usage(`--check-interval-floor: "${floorText ?? ''}" is not a duration such as 100ms or 1s`);
+  }
   return {
     host: listen.host,
     port: listen.port,
@@ -164,7 +183,23 @@ export function parseDevServerFlags(argv: readonly string[]): DevServerFlags | '
     seedPort,
     seedTags,
     json: values.json === true,
+    aclToken: aclTokenOf(values['acl-token-file']),
+    checkIntervalFloorMs,
+    exitOnStdinClose: values['exit-on-stdin-close'] === true,
   };
+}
+
+/** The management token in `path` (trimmed); a usage error when unreadable or empty. No `--acl-token`: `ps` shows argv. */
+function aclTokenOf(path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  let token: string;
+  try {
+    token = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw usage(`--acl-token-file: cannot read "${path}": ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+  if (token === '' || /\s/.test(token)) throw usage(`--acl-token-file: "${path}" must hold one token`);
+  return token;
 }
 
 /** A start-up failure that is not a usage error (exit 1). */
@@ -172,10 +207,13 @@ class DevServerStartError extends Error {
   readonly code = 'ERR_LISTEN';
 }
 
-/** Resolves with the first SIGINT/SIGTERM; a second one exits 1 at once. Returns a remover. */
-function firstSignal(): { received: Promise<NodeJS.Signals>; remove: () => void } {
+/**
+ * Resolves with the first SIGINT/SIGTERM (or `stdin closed` with `exitOnStdinClose`); a
+ * second signal exits 1 at once. Returns a remover.
+ */
+function firstSignal(exitOnStdinClose: boolean): { received: Promise<string>; remove: () => void } {
   let remove = (): void => undefined;
-  const received = new Promise<NodeJS.Signals>((resolve) => {
+  const received = new Promise<string>((resolve) => {
     let seen = false;
     const onSignal = (signal: NodeJS.Signals): void => {
       if (seen) {
@@ -185,11 +223,24 @@ function firstSignal(): { received: Promise<NodeJS.Signals>; remove: () => void 
       seen = true;
       resolve(signal);
     };
+    const onStdinEnd = (): void => {
+      if (!seen) {
+        seen = true;
+        resolve('stdin closed');
+      }
+    };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    if (exitOnStdinClose) {
+      process.stdin.on('end', onStdinEnd).on('close', onStdinEnd).on('error', onStdinEnd).resume();
+    }
     remove = () => {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      if (exitOnStdinClose) {
+        process.stdin.off('end', onStdinEnd).off('close', onStdinEnd).off('error', onStdinEnd);
+        process.stdin.destroy();
+      }
     };
   });
   return { received, remove };
@@ -224,7 +275,7 @@ export async function runDevServer(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const signal = firstSignal();
+  const signal = firstSignal(flags.exitOnStdinClose);
   let dev: ConsulDevServer;
   try {
     dev = await ConsulDevServer.start({
@@ -233,6 +284,8 @@ export async function runDevServer(argv: readonly string[]): Promise<number> {
       datacenter: flags.datacenter,
       nodeName: flags.node,
       dns: flags.dnsPort === undefined ? false : { port: flags.dnsPort },
+      checkIntervalFloorMs: flags.checkIntervalFloorMs,
+      ...(flags.aclToken === undefined ? {} : { aclToken: flags.aclToken }),
     });
   } catch (err) {
     signal.remove();
@@ -251,6 +304,7 @@ export async function runDevServer(argv: readonly string[]): Promise<number> {
       host: dev.host,
       datacenter: flags.datacenter,
       node: flags.node,
+      acl: flags.aclToken !== undefined,
       pid: process.pid,
       seeded,
     };
@@ -262,7 +316,8 @@ export async function runDevServer(argv: readonly string[]): Promise<number> {
         dev.dnsAddr === undefined
           ? '  DNS         off'
           : `  DNS         ${dev.dnsAddr}   (dig @${dev.host} -p ${dev.dnsPort} <service>.service.consul SRV)`,
-        `  datacenter  ${flags.datacenter}, node ${flags.node}`,
+        `  datacenter  ${flags.datacenter}, node ${flags.node}` +
+          (flags.aclToken === undefined ? '' : ', ACLs on (default deny; management token from --acl-token-file)'),
         ...seeded.map(
           (s) => `  seeded      ${s.service}: ${s.count} instances on 127.0.0.1:${s.ports}, TTL checks passing`,
         ),
