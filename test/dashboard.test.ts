@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Registry } from 'prom-client';
 import { createResolverMetrics } from '../src/metrics.js';
+import { StaticWorkerResolver } from '../src/resolver.js';
+import type { DiscoveringWorkerResolver } from '../src/resolver.js';
+import { startSidecar } from '../src/sidecar.js';
 import { dashboardsPath, loadDashboard, metricNames, panelQueries } from './helpers/dashboard.js';
 import { promtool } from './helpers/prometheus.js';
 
@@ -26,9 +29,20 @@ async function registeredMetrics(): Promise<{
   const labels = new Map(
     json.map((m) => [m.name, new Set(m.values.flatMap((v) => Object.keys(v.labels)).filter((l) => l !== 'le'))]),
   );
+  // The sidecar's own families (long polls, requests, process metrics), read from a real one's /metrics.
+  const fixed = new StaticWorkerResolver(['http://10.0.0.1:8080']);
+  const resolver = Object.assign(fixed, { service: 'svc', subscribe: () => () => undefined });
+  const sidecar = await startSidecar({ resolver: resolver as unknown as DiscoveringWorkerResolver, registry, port: 0 });
+  let text: string;
+  try {
+    text = await (await fetch(`${sidecar.url}/metrics`)).text();
+  } finally {
+    await sidecar.close();
+  }
+  const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)];
   return {
-    names: new Set(json.map((m) => m.name)),
-    histograms: new Set(json.filter((m) => String(m.type) === 'histogram').map((m) => m.name)),
+    names: new Set(types.map((m) => m[1] ?? '')),
+    histograms: new Set(types.filter((m) => m[2] === 'histogram').map((m) => m[1] ?? '')),
     labels,
   };
 }
@@ -65,6 +79,7 @@ describe('dashboard: shape', () => {
         'Fallback, failover and staleness',
         'Planner: tasks per stage',
         'Consul cluster',
+        'Sidecar and process',
       ],
     );
     const ids = dashboard.panels.map((p) => p.id);
@@ -95,7 +110,7 @@ describe('dashboard: shape', () => {
       const ranges = q.expr.match(/\[[^\]]+\]/g) ?? [];
       for (const r of ranges) assert.ok(r === '[$__rate_interval]' || r === '[$__range]', `${q.panel}: ${r}`);
       if (/\b(rate|increase)\(/.test(q.expr)) assert.ok(ranges.length > 0, `${q.panel}: range in rate()`);
-      const selectors = q.expr.match(/worker_resolver_\w+\{[^}]*\}/g) ?? [];
+      const selectors = q.expr.match(/(?:worker_resolver|process|nodejs)_\w+\{[^}]*\}/g) ?? [];
       assert.ok(selectors.length > 0, `${q.panel}: has selectors`);
       for (const s of selectors) {
         assert.match(s, /job=~"\$job", instance=~"\$instance"/, `${q.panel}: ${s}`);
@@ -118,7 +133,12 @@ describe('dashboard: shape', () => {
         used.add(name);
       }
     }
-    for (const name of names) assert.ok(used.has(name), `the dashboard shows ${name}`);
+    for (const name of names) {
+      if (name.startsWith('worker_resolver_')) assert.ok(used.has(name), `the dashboard shows ${name}`);
+    }
+    for (const name of ['process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds']) {
+      assert.ok(used.has(name), `the dashboard shows the sidecar's ${name}`);
+    }
   });
 });
 

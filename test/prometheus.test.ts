@@ -19,6 +19,8 @@ import { createWorkerResolver } from '../src/resolver.js';
 import type { DiscoveringWorkerResolver } from '../src/resolver.js';
 import { createResolverTracing } from '../src/tracing.js';
 import { ConsulDevServer } from '../src/testing/index.js';
+import { startSidecar } from '../src/sidecar.js';
+import type { Sidecar } from '../src/sidecar.js';
 import { dashboardsPath, loadDashboard, panelQueries, substitute } from './helpers/dashboard.js';
 import { PrometheusProcess, promtool } from './helpers/prometheus.js';
 import type { PromSample } from './helpers/prometheus.js';
@@ -59,7 +61,7 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
   let dev: ConsulDevServer;
   let resolver: DiscoveringWorkerResolver;
   let metrics: ResolverMetrics;
-  let server: http.Server;
+  let sidecar: Sidecar;
   let prom: PrometheusProcess;
   let instance: string;
   /** A second resolver of the same service whose Consul never answers: no snapshot, ever. */
@@ -89,18 +91,10 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     });
     metrics.attach(() => resolver.snapshot());
     await resolver.ready({ timeoutMs: 10_000 });
-    server = http.createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      registry.metrics().then(
-        (body) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(body),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    instance = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    // Scraped through a real sidecar: its /metrics merges the resolver's registry with its own
+    // (long polls, requests, process metrics), as `worker-resolver serve` serves it.
+    sidecar = await startSidecar({ resolver, registry, port: 0 });
+    instance = `${sidecar.host}:${sidecar.port}`;
     const brokenRegistry = new Registry();
     broken = createWorkerResolver({
       service: SERVICE,
@@ -136,8 +130,7 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     await new Promise<void>((resolve) =>
       brokenServer === undefined ? resolve() : brokenServer.close(() => resolve()),
     );
-    server?.closeAllConnections();
-    await new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
+    await sidecar?.close();
     await dev?.stop();
   });
 

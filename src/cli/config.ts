@@ -75,7 +75,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'min-publish-interval', kind: 'string', arg: 'DURATION', env: `${E}MIN_PUBLISH_INTERVAL`, def: '250ms', help: 'at most one publish per interval (flap damping)', commands: RUN },
   { name: 'max-staleness', kind: 'string', arg: 'DURATION', env: `${E}MAX_STALENESS`, def: 'wait + wait/16 + 75s', help: 'mark the snapshot stale after this long without an answer', commands: RUN },
   { name: 'guard-threshold', kind: 'string', arg: 'FRACTION', env: `${E}GUARD_THRESHOLD`, def: '0.5', help: 'hold the last set when fewer than this fraction remain (0 = off)', commands: RUN },
-  { name: 'max-tasks-per-stage', kind: 'string', arg: 'N', env: `${E}MAX_TASKS_PER_STAGE`, def: '0 (= workers)', help: 'task cap reported by worker_resolver_stage_task_cap', commands: ['serve'] },
+  { name: 'max-tasks-per-stage', kind: 'string', arg: 'N', env: `${E}MAX_TASKS_PER_STAGE`, def: '0 (= workers)', help: "only what worker_resolver_stage_task_cap reports (your coordinator's max_tasks_per_stage, for the dashboard); the sidecar plans nothing", commands: ['serve'] },
   { name: 'listen', kind: 'string', arg: 'HOST:PORT', env: `${E}LISTEN`, def: '127.0.0.1:9464', help: 'sidecar HTTP address (port 0 = ephemeral)', commands: ['serve'] },
   { name: 'sidecar', kind: 'string', arg: 'URL', env: `${E}SIDECAR_URL`, help: "watch a running sidecar's /v1/workers instead of Consul", commands: ['watch'] },
   { name: 'timeout', kind: 'string', arg: 'DURATION', env: `${E}DOCTOR_TIMEOUT`, def: '5s', help: 'time allowed for each check', commands: ['doctor'] },

@@ -69,7 +69,7 @@ export function substitute(expr: string, vars: Readonly<Record<string, string>>)
 
 /** Metric names referenced by a PromQL expression (histogram series suffixes removed). */
 export function metricNames(expr: string, histograms: ReadonlySet<string>): string[] {
-  const names = expr.match(/\bworker_resolver_[a-z_]+\b/g) ?? [];
+  const names = expr.match(/\b(?:worker_resolver|process|nodejs)_[a-z0-9_]+\b/g) ?? [];
   return [
     ...new Set(
       names.map((n) => {
