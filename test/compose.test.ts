@@ -218,6 +218,11 @@ describe('docker-compose.yml', () => {
     assert.match(dockerfile, /^FROM node:20-slim\b/m);
     assert.match(dockerfile, /^RUN npm ci\b/m);
     assert.match(dockerfile, /^RUN npm run build\b/m);
+    // A slim runtime: the last stage installs production dependencies only and copies the build.
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    assert.match(runtime, /^RUN npm ci --omit=dev\b/m, 'the runtime stage has no dev dependencies');
+    assert.match(runtime, /^COPY --from=build \/app\/dist \.\/dist$/m);
+    assert.doesNotMatch(runtime, /\btsx\b/, 'nothing in the runtime stage needs tsx');
     const user = /^USER (\S+)/m.exec(dockerfile)?.[1];
     assert.ok(user !== undefined && user !== 'root' && user !== '0', `USER ${user}`);
     assert.match(dockerfile, /^ENTRYPOINT \["worker-resolver"\]/m);
