@@ -126,7 +126,7 @@ describe('docker-compose.yml', () => {
       assert.ok(names.includes(name), `service ${name}`);
     }
     assert.ok(names.filter((n) => /^worker-\d+$/.test(n)).length >= 3, 'three or more workers');
-    assert.equal(compose.services['consul']?.image, 'hashicorp/consul:1.20');
+    assert.equal(compose.services['consul']?.image, 'hashicorp/consul:1.16.1');
     assert.deepEqual(compose.services['consul']?.command, ['agent', '-dev', '-client', '0.0.0.0']);
     for (const [name, service] of Object.entries(compose.services)) {
       assert.ok(
