@@ -110,6 +110,8 @@ type Reading = 'incremental' | 'whole';
 interface Step {
   readonly parseMs: number;
   readonly engineMs: number;
+  /** Process CPU time (user + system) of the whole step: what preemption on a loaded machine does not inflate. */
+  readonly cpuMs: number;
   readonly published: boolean;
 }
 
@@ -137,6 +139,7 @@ function pipeline(reading: Reading): { step: (body: Buffer, index: number) => St
   return {
     step(body, index) {
       const before = published;
+      const cpu = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       const same = reading === 'incremental' && parser.isLastBody(body);
       let parsed: ParsedHealth | undefined;
@@ -154,7 +157,8 @@ function pipeline(reading: Reading): { step: (body: Buffer, index: number) => St
         blocking: true,
       });
       const engineMs = elapsedMs(t1);
-      return { parseMs, engineMs, published: published === before + 1 };
+      const used = process.cpuUsage(cpu);
+      return { parseMs, engineMs, cpuMs: (used.user + used.system) / 1000, published: published === before + 1 };
     },
     close() {
       void engine.close();
@@ -166,6 +170,8 @@ interface Result {
   readonly workers: number;
   readonly bodyBytes: number;
   readonly total: Summary;
+  readonly totalCpu: Summary;
+  readonly sameCpu: Summary;
   readonly parse: Summary;
   readonly engine: Summary;
   readonly same: Summary;
@@ -202,6 +208,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
   const firstStep = p.step(bodies.all, index++); // first publish: the full read, measured on its own below
   for (let i = 0; i < 3; i += 1) p.step(body(), index++); // warm-up
   const total: number[] = [];
+  const totalCpu: number[] = [];
   const parse: number[] = [];
   const engine: number[] = [];
   ctx.log(`processing: ${plan.iterations} iterations`);
@@ -209,17 +216,20 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     const r = p.step(body(), index++);
     if (!r.published) throw new Error('processing: the engine did not publish');
     total.push(r.parseMs + r.engineMs);
+    totalCpu.push(r.cpuMs);
     parse.push(r.parseMs);
     engine.push(r.engineMs);
   }
   // The same body again (an index that moved while the content did not): compare, no parse, no publish.
   const same: number[] = [];
+  const sameCpu: number[] = [];
   const copy = (): Buffer => Buffer.from(flips % 2 === 0 ? bodies.all : bodies.oneDown); // the last one fed, as new bytes
   for (let i = 0; i < plan.iterations && !ctx.signal.aborted; i += 1) {
     const fresh = copy();
     const r = p.step(fresh, index++);
     if (r.published) throw new Error('processing: a byte-identical body published');
     same.push(r.parseMs + r.engineMs);
+    sameCpu.push(r.cpuMs);
   }
   // Heap: allocation of one whole step (forced GC before; collected bytes counted).
   let allocation: Allocation | undefined;
@@ -282,6 +292,8 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     workers: plan.workers,
     bodyBytes: bodies.all.length,
     total: summarize(total),
+    totalCpu: summarize(totalCpu),
+    sameCpu: summarize(sameCpu),
     parse: summarize(parse),
     engine: summarize(engine),
     same: summarize(same),
@@ -428,7 +440,10 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
             'ConsulSource uses it) → the engine (through the same sink) → published snapshot. Bodies alternate (all ' +
             'passing / one critical) so each iteration publishes; the byte-identical row feeds a fresh copy of the last ' +
             'body.',
-          `${result.total.n} iterations after 3 warm-up ones.`,
+          `${result.total.n} iterations after 3 warm-up ones. Process CPU time of the same steps (user + system, ` +
+            `which preemption on a loaded machine does not inflate): one entry changed p50 ${fmtMs(result.totalCpu.p50)} / ` +
+            `p99 ${fmtMs(result.totalCpu.p99)}; byte-identical body p50 ${fmtMs(result.sameCpu.p50)} / p99 ` +
+            `${fmtMs(result.sameCpu.p99)}.`,
         ],
       },
       {
@@ -469,6 +484,8 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
       workers: result.workers,
       bodyBytes: result.bodyBytes,
       totalMs: result.total,
+      totalCpuMs: result.totalCpu,
+      sameBodyCpuMs: result.sameCpu,
       readMs: result.parse,
       engineMs: result.engine,
       sameBodyMs: result.same,

@@ -52,6 +52,8 @@ export interface IncrementalStats {
 
 /** Elements of the previous answer tried at each position: same, one removed, two removed. */
 const LOOKAHEAD = 3;
+/** A body at least this large starts its chunked read in a turn of its own. */
+const LARGE_BODY_BYTES = 1024 * 1024;
 /** How often (in elements) a chunked read looks at the clock. */
 const CHECK_EVERY = 64;
 
@@ -62,6 +64,10 @@ const LBRACKET = 0x5b;
 const RBRACKET = 0x5d;
 const LBRACE = 0x7b;
 const RBRACE = 0x7d;
+
+function isAborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
 
 function isWs(c: number | undefined): boolean {
   return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
@@ -149,14 +155,23 @@ export class IncrementalHealthParser {
    * time per parser (the source's loop is sequential).
    */
   async parseChunked(body: Buffer, sliceMs: number, signal?: AbortSignal): Promise<ParsedHealth | undefined> {
+    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    // A large body arrives in the turn that assembled it (a 10 MiB copy): start in a fresh one.
+    if (body.length >= LARGE_BODY_BYTES) await turn();
+    if (isAborted(signal)) return undefined;
     const steps = this.read(body, sliceMs);
+    let sliceStart = performance.now();
     let step = steps.next();
     while (step.done !== true) {
-      await new Promise((resolve) => setImmediate(resolve));
-      if (signal?.aborted === true) return undefined;
+      await turn();
+      if (isAborted(signal)) return undefined;
+      sliceStart = performance.now();
       step = steps.next();
     }
-    return step.value ?? this.whole(body);
+    const result = step.value ?? this.whole(body);
+    // What comes next (the engine's build and publish) gets a fresh turn when this one was long.
+    if (performance.now() - sliceStart >= sliceMs / 2) await turn();
+    return result;
   }
 
   /** The whole-body parser decides; it throws for a malformed body (state kept as it was). */
