@@ -288,3 +288,102 @@ impl SidecarProcess {
         let _ = self.child.wait().await;
     }
 }
+
+/// A free loopback TCP port (bound then released; good enough on a loopback test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real Consul agent binary: `$WORKER_RESOLVER_CONSUL_BIN`, else the cache that
+/// `scripts/consul-binary.sh` fills. Fails (never skips) when there is none.
+pub fn consul_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("WORKER_RESOLVER_CONSUL_BIN") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    let home = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"));
+    let p = home.join("worker-resolver/consul/v1.16.1/consul");
+    assert!(
+        p.exists(),
+        "no Consul binary at {}: run scripts/consul-binary.sh or set WORKER_RESOLVER_CONSUL_BIN (scripts/test-rust.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A real `consul agent -dev` on loopback ports, DNS and gRPC off.
+pub struct RealConsul {
+    child: Child,
+    /// Its log.
+    pub log: Lines,
+    /// e.g. `http://127.0.0.1:34567`.
+    pub http_addr: String,
+}
+
+impl RealConsul {
+    /// Starts it and waits until it has a leader.
+    pub async fn start() -> RealConsul {
+        let (http, lan, wan, server) = (free_port(), free_port(), free_port(), free_port());
+        let ports = format!(
+            "ports {{ http = {http}, https = -1, dns = -1, grpc = -1, grpc_tls = -1, serf_lan = {lan}, serf_wan = {wan}, server = {server} }}"
+        );
+        let mut child = Command::new(consul_binary())
+            .args([
+                "agent",
+                "-dev",
+                "-bind",
+                "127.0.0.1",
+                "-client",
+                "127.0.0.1",
+                "-advertise",
+                "127.0.0.1",
+            ])
+            .arg(format!("-node=wr-rust-{}", rand::random::<u32>()))
+            .arg(format!("-hcl={ports}"))
+            .arg("-hcl=disable_update_check = true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn consul");
+        let log = Lines::default();
+        log.follow(child.stdout.take().unwrap());
+        log.follow(child.stderr.take().unwrap());
+        let http_addr = format!("http://127.0.0.1:{http}");
+        let leader_url = format!("{http_addr}/v1/status/leader");
+        let l = log.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, body)) = self::http("GET", &leader_url, None).await {
+                if body.trim().len() > 2 {
+                    break;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "consul never got a leader:\n{}",
+                l.text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        RealConsul {
+            child,
+            log,
+            http_addr,
+        }
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
