@@ -47,11 +47,10 @@ const QUERIES: &[&str] = &[
 ];
 
 /// One serial lane: the scenarios measure failure windows, so they do not share the 2 cores.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// (start, end, outcome) of each query of a [`QueryStream`].
+type QueryLog = Vec<(Instant, Instant, Result<(), String>)>;
 
 /// Generated Parquet: `orders` (8 files × 20 000 rows) and `customers` (2 files × 500 rows).
 async fn generate_data(dir: &Path) {
@@ -383,7 +382,7 @@ struct QueryStream {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
     /// (start, end, outcome) of each query.
-    log: Arc<std::sync::Mutex<Vec<(Instant, Instant, Result<(), String>)>>>,
+    log: Arc<std::sync::Mutex<QueryLog>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -431,7 +430,7 @@ impl QueryStream {
         .await;
     }
 
-    async fn finish(self) -> Vec<(Instant, Instant, Result<(), String>)> {
+    async fn finish(self) -> QueryLog {
         self.stop.store(true, Ordering::Release);
         self.task.await.unwrap();
         Arc::try_unwrap(self.log).unwrap().into_inner().unwrap()
@@ -440,7 +439,7 @@ impl QueryStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_out_plans_more_tasks_and_answers_stay_correct() {
-    let _lane = serial();
+    let _lane = SERIAL.lock().await;
     let mut c = Cluster::start(3).await;
     let tasks3 = check_all(&c).await;
     assert!(
@@ -477,7 +476,7 @@ async fn scale_out_plans_more_tasks_and_answers_stay_correct() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_on_sigterm_during_a_query_stream_fails_no_query() {
-    let _lane = serial();
+    let _lane = SERIAL.lock().await;
     let mut c = Cluster::start(3).await;
     drain_scenario(&mut c).await;
     c.stop().await;
@@ -534,7 +533,7 @@ async fn drain_scenario(c: &mut Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_fails_only_queries_started_before_the_removal_is_published() {
-    let _lane = serial();
+    let _lane = SERIAL.lock().await;
     let mut c = Cluster::start(3).await;
     kill9_scenario(&mut c).await;
     c.stop().await;
@@ -587,7 +586,7 @@ async fn kill9_scenario(c: &mut Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_restart_keeps_the_last_good_list_and_resyncs() {
-    let _lane = serial();
+    let _lane = SERIAL.lock().await;
     let mut c = Cluster::start(3).await;
     check_all(&c).await;
     let before = c.client.snapshot();
@@ -628,7 +627,7 @@ async fn sidecar_restart_keeps_the_last_good_list_and_resyncs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_real_consul_scale_out_drain_and_crash() {
-    let _lane = serial();
+    let _lane = SERIAL.lock().await;
     let mut c = Cluster::start_with(3, true).await;
     let tasks3 = check_all(&c).await;
     c.add_worker().await;

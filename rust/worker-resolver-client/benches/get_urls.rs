@@ -2,10 +2,23 @@
 //! against the two a Rust user would otherwise write (the docs' static one that parses URLs on
 //! every call, and a `RwLock<Vec<Url>>` clone as in the EC2 example), plus what an
 //! `Arc<[Url]>`-returning trait would cost (this crate's `urls()`). Bytes per call are counted
-//! by a counting global allocator. Run: `cargo bench -p worker-resolver-client --features datafusion-distributed`.
+//! by a counting global allocator. `WorkerResolver` below has the signature of
+//! `datafusion_distributed::WorkerResolver::get_urls` (with a unit error instead of
+//! `DataFusionError`, so the benchmark builds in release without DataFusion); this crate's impl
+//! of the real trait is `WorkerReader::urls_vec()` behind an `is_known` check.
+//! Run: `cargo bench -p worker-resolver-client`.
 
-use datafusion::common::DataFusionError;
-use datafusion_distributed::WorkerResolver;
+type DataFusionError = ();
+
+trait WorkerResolver {
+    fn get_urls(&self) -> Result<Vec<Url>, DataFusionError>;
+}
+
+impl WorkerResolver for WorkerReader {
+    fn get_urls(&self) -> Result<Vec<Url>, DataFusionError> {
+        Ok(self.urls_vec())
+    }
+}
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::RwLock;

@@ -169,6 +169,12 @@ impl WorkerReader {
         f(&self.shared.current.load())
     }
 
+    /// The current worker URLs as an owned `Vec` (what `WorkerResolver::get_urls` returns):
+    /// one allocation for the vector plus one per URL for its serialization.
+    pub fn urls_vec(&self) -> Vec<Url> {
+        self.with_current(|s| s.urls.to_vec())
+    }
+
     /// The current worker URLs (an `Arc` clone of the snapshot's slice).
     pub fn urls(&self) -> Arc<[Url]> {
         self.with_current(|s| Arc::clone(&s.urls))

@@ -36,7 +36,10 @@ impl WorkerResolver for WorkerReader {
     /// The current URLs. Before the first snapshot this is an error (not an empty list, which
     /// would mean "no workers": plan locally).
     fn get_urls(&self) -> Result<Vec<Url>, DataFusionError> {
-        self.with_current(urls_of)
+        if !self.with_current(WorkerSnapshot::is_known) {
+            return Err(DataFusionError::Execution(NOT_KNOWN.to_owned()));
+        }
+        Ok(self.urls_vec())
     }
 }
 

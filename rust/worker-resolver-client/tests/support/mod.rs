@@ -301,10 +301,9 @@ pub fn free_port() -> u16 {
 /// The real Consul agent binary: `$WORKER_RESOLVER_CONSUL_BIN`, else the cache that
 /// `scripts/consul-binary.sh` fills. Fails (never skips) when there is none.
 pub fn consul_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("WORKER_RESOLVER_CONSUL_BIN") {
-        if !p.is_empty() {
-            return PathBuf::from(p);
-        }
+    match std::env::var("WORKER_RESOLVER_CONSUL_BIN") {
+        Ok(p) if !p.is_empty() => return PathBuf::from(p),
+        _ => {}
     }
     let home = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -362,10 +361,9 @@ impl RealConsul {
         let l = log.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok((200, body)) = self::http("GET", &leader_url, None).await {
-                if body.trim().len() > 2 {
-                    break;
-                }
+            let answer = self::http("GET", &leader_url, None).await;
+            if matches!(&answer, Ok((200, body)) if body.trim().len() > 2) {
+                break;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
