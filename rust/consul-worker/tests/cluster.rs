@@ -29,7 +29,7 @@ use support::{DevConsul, Lines, RealConsul, SidecarProcess, wait_until};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use worker_resolver_client::datafusion::{SnapshotRouter, pin_session};
-use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient, WorkerReader};
+use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient, Source, WorkerReader};
 
 const SERVICE: &str = "datafusion-worker";
 const GUARD: Duration = Duration::from_secs(120);
@@ -192,6 +192,17 @@ impl ConsulKind {
     }
 }
 
+/// Which Consul a cluster runs against.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// `worker-resolver dev-server`.
+    Dev,
+    /// The dev server fixture with DNS and an outage switch; the sidecar has the DNS fallback.
+    DevWithDns,
+    /// A real `consul agent -dev`.
+    Real,
+}
+
 /// The whole cluster plus the coordinator.
 struct Cluster {
     consul: ConsulKind,
@@ -206,23 +217,35 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
-        Cluster::start_with(n, false).await
+        Cluster::start_with(n, Backend::Dev).await
     }
 
-    async fn start_with(n: usize, real_consul: bool) -> Cluster {
+    async fn start_with(n: usize, backend: Backend) -> Cluster {
         let dir = std::env::temp_dir().join(format!(
             "worker-resolver-e2e-{}-{}",
             std::process::id(),
             rand::random::<u32>()
         ));
         generate_data(&dir).await;
-        let consul = if real_consul {
-            ConsulKind::Real(RealConsul::start().await)
-        } else {
-            ConsulKind::Dev(DevConsul::start().await)
+        let consul = match backend {
+            Backend::Dev => ConsulKind::Dev(DevConsul::start().await),
+            Backend::DevWithDns => ConsulKind::Dev(DevConsul::start_controllable().await),
+            Backend::Real => ConsulKind::Real(RealConsul::start().await),
         };
-        let sidecar =
-            SidecarProcess::start(consul.http_addr(), SERVICE, 0, &["--wait", "30s"]).await;
+        let mut sidecar_args = vec!["--wait".to_owned(), "30s".to_owned()];
+        if let (Backend::DevWithDns, ConsulKind::Dev(dev)) = (backend, &consul) {
+            let dns = dev.dns_addr.clone().expect("the fixture has DNS");
+            sidecar_args.extend([
+                "--dns-srv".to_owned(),
+                format!("{SERVICE}.service.consul"),
+                "--dns-server".to_owned(),
+                dns,
+                "--failover-after".to_owned(),
+                "2".to_owned(),
+            ]);
+        }
+        let sidecar_args: Vec<&str> = sidecar_args.iter().map(String::as_str).collect();
+        let sidecar = SidecarProcess::start(consul.http_addr(), SERVICE, 0, &sidecar_args).await;
         let mut workers = Vec::new();
         for _ in 0..n {
             workers.push(WorkerProcess::start(consul.http_addr()).await);
@@ -628,7 +651,7 @@ async fn sidecar_restart_keeps_the_last_good_list_and_resyncs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_real_consul_scale_out_drain_and_crash() {
     let _lane = SERIAL.lock().await;
-    let mut c = Cluster::start_with(3, true).await;
+    let mut c = Cluster::start_with(3, Backend::Real).await;
     let tasks3 = check_all(&c).await;
     c.add_worker().await;
     let tasks4 = check_all(&c).await;
@@ -638,5 +661,62 @@ async fn on_real_consul_scale_out_drain_and_crash() {
     );
     drain_scenario(&mut c).await;
     kill9_scenario(&mut c).await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_outage_falls_back_to_dns_and_queries_keep_running() {
+    let _lane = SERIAL.lock().await;
+    let mut c = Cluster::start_with(3, Backend::DevWithDns).await;
+    assert_eq!(c.client.snapshot().source, Source::Consul);
+    assert_eq!(check_all(&c).await, 3);
+
+    // Consul's health API answers 503 from now on; the sidecar fails over to DNS SRV.
+    let ConsulKind::Dev(dev) = &mut c.consul else {
+        unreachable!()
+    };
+    dev.command("outage").await;
+    let mut rx = c.client.subscribe();
+    let on_dns = tokio::time::timeout(GUARD, rx.wait_for(|s| s.source == Source::Dns))
+        .await
+        .expect("the sidecar fails over to DNS")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        on_dns.urls.len(),
+        3,
+        "DNS lists the same workers: {:?}",
+        on_dns.urls
+    );
+    let stream = QueryStream::start(&c);
+    stream.wait_ok(6).await;
+    assert_eq!(
+        check_all(&c).await,
+        3,
+        "queries plan and run on the DNS list"
+    );
+
+    let ConsulKind::Dev(dev) = &mut c.consul else {
+        unreachable!()
+    };
+    dev.command("recover").await;
+    let back = tokio::time::timeout(GUARD, rx.wait_for(|s| s.source == Source::Consul))
+        .await
+        .expect("the sidecar goes back to Consul")
+        .unwrap()
+        .clone();
+    assert_eq!(back.urls.len(), 3);
+    stream.wait_ok(3).await;
+    let log = stream.finish().await;
+    let failures: Vec<_> = log
+        .iter()
+        .filter_map(|(_, _, r)| r.as_ref().err())
+        .collect();
+    println!(
+        "consul outage: {} queries during failover and back, {} failed",
+        log.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:?}");
     c.stop().await;
 }

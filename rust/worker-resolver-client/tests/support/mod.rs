@@ -136,19 +136,33 @@ impl Lines {
 /// The project's Consul dev server in a node process.
 pub struct DevConsul {
     child: Child,
-    _stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
+    stdout: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
     /// e.g. `http://127.0.0.1:34567`.
     pub http_addr: String,
+    /// `host:port` of its DNS interface (fixture only).
+    pub dns_addr: Option<String>,
 }
 
 impl DevConsul {
-    /// Starts it: `worker-resolver dev-server --json` when the CLI has that command, else
+    /// Starts `worker-resolver dev-server --json` when the CLI has that command, else
     /// `rust/fixtures/consul-dev-server.mjs` (the same `ConsulDevServer` from dist/testing).
     pub async fn start() -> DevConsul {
-        let cli = cli_js();
         let has_command = repo_root().join("dist/cli/dev-server.js").exists();
+        DevConsul::spawn(!has_command).await
+    }
+
+    /// Starts the fixture, which has DNS and a control channel ([`DevConsul::command`]).
+    pub async fn start_controllable() -> DevConsul {
+        DevConsul::spawn(true).await
+    }
+
+    async fn spawn(fixture: bool) -> DevConsul {
+        let cli = cli_js();
         let mut cmd = Command::new("node");
-        if has_command {
+        if fixture {
+            cmd.arg(repo_root().join("rust/fixtures/consul-dev-server.mjs"));
+        } else {
             cmd.arg(cli).args([
                 "dev-server",
                 "--listen",
@@ -156,8 +170,6 @@ impl DevConsul {
                 "--no-dns",
                 "--json",
             ]);
-        } else {
-            cmd.arg(repo_root().join("rust/fixtures/consul-dev-server.mjs"));
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -181,9 +193,29 @@ impl DevConsul {
             .to_owned();
         DevConsul {
             child,
-            _stdin: stdin,
+            stdin: Some(stdin),
+            stdout: Some(out),
             http_addr,
+            dns_addr: v["dnsAddr"].as_str().map(str::to_owned),
         }
+    }
+
+    /// Sends a control command to the fixture (`outage`, `recover`) and waits for its ack.
+    pub async fn command(&mut self, cmd: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(format!("{cmd}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        let out = self.stdout.as_mut().expect("stdout");
+        let line = tokio::time::timeout(Duration::from_secs(30), out.next_line())
+            .await
+            .expect("ack")
+            .unwrap()
+            .expect("a line");
+        assert!(line.contains(&format!("\"ok\":\"{cmd}\"")), "{line}");
     }
 
     /// Registers a service instance with an always-passing TTL check (for client tests that
