@@ -1,0 +1,294 @@
+//! The real thing, live: `cargo run -p consul-worker --example demo [-- SECONDS]`.
+//!
+//! Starts the project's Consul dev server, `worker-resolver serve`, three `consul-worker`
+//! processes (real `datafusion_distributed::Worker`s with HTTP checks) and a coordinator whose
+//! `WorkerResolver` is `worker-resolver-client`; then runs SQL over generated Parquet once a
+//! second, checks each answer against single-node DataFusion, prints the worker set, the tasks
+//! per stage and the outcome, and churns the cluster every 8 s: a worker joins, one drains on
+//! SIGTERM, one is `kill -9`ed, another joins. Runs 60 s by default; Ctrl-C stops it.
+//! Needs the TypeScript build (`npm ci && npm run build` at the repository root).
+
+#[path = "../../worker-resolver-client/tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod support;
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion_distributed::{
+    DistributedExt, NetworkBoundaryExt, SessionStateBuilderExt, display_plan_ascii,
+};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{DevConsul, SidecarProcess};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use worker_resolver_client::datafusion::{SnapshotRouter, pin_session};
+use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient};
+
+const SERVICE: &str = "datafusion-worker";
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "revenue by region",
+        "SELECT region, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY region ORDER BY region",
+    ),
+    (
+        "revenue by segment (join)",
+        "SELECT c.segment, COUNT(*) AS n, SUM(o.amount) AS total FROM orders o JOIN customers c \
+         ON o.customer_id = c.customer_id GROUP BY c.segment ORDER BY c.segment",
+    ),
+];
+
+fn worker_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("consul-worker");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "consul-worker", "--bin", "consul-worker"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building consul-worker failed");
+    }
+    bin
+}
+
+struct WorkerProc {
+    child: Child,
+    id: String,
+}
+
+async fn start_worker(bin: &Path, consul: &str) -> WorkerProc {
+    let mut child = Command::new(bin)
+        .args([
+            "--consul",
+            consul,
+            "--service",
+            SERVICE,
+            "--check-interval",
+            "500ms",
+        ])
+        .args(["--drain-grace", "1s"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn consul-worker");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = out.next_line().await.unwrap().expect("registered line");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+    WorkerProc {
+        child,
+        id: v["id"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn generate(dir: &Path) {
+    let ctx = SessionContext::new();
+    for (t, files, rows) in [("orders", 8u64, 20_000u64), ("customers", 2, 500)] {
+        std::fs::create_dir_all(dir.join(t)).unwrap();
+        for i in 0..files {
+            let select = if t == "orders" {
+                "SELECT value AS order_id, value % 1000 AS customer_id, (value * 7919) % 10007 AS amount, \
+                 CASE value % 4 WHEN 0 THEN 'north' WHEN 1 THEN 'south' WHEN 2 THEN 'east' ELSE 'west' END AS region"
+            } else {
+                "SELECT value AS customer_id, \
+                 CASE value % 3 WHEN 0 THEN 'retail' WHEN 1 THEN 'wholesale' ELSE 'online' END AS segment"
+            };
+            let sql = format!(
+                "COPY ({select} FROM range({}, {})) TO '{}' STORED AS PARQUET",
+                i * rows,
+                (i + 1) * rows,
+                dir.join(format!("{t}/part-{i}.parquet")).display()
+            );
+            ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+        }
+    }
+}
+
+async fn register(ctx: &SessionContext, dir: &Path) {
+    for t in ["orders", "customers"] {
+        ctx.register_parquet(
+            t,
+            dir.join(t).to_str().unwrap(),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn max_tasks(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let mut max = 0;
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(p) = stack.pop() {
+        if let Some(nb) = p.as_ref().as_network_boundary() {
+            max = max.max(nb.input_stage().task_count());
+        }
+        stack.extend(p.children().into_iter().cloned());
+    }
+    max
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let bin = worker_binary();
+    let dir = std::env::temp_dir().join(format!("worker-resolver-demo-{}", std::process::id()));
+    generate(&dir).await;
+    let consul = DevConsul::start().await;
+    let sidecar = SidecarProcess::start(&consul.http_addr, SERVICE, 0, &["--wait", "30s"]).await;
+    println!(
+        "consul dev server {}  ·  sidecar {}",
+        consul.http_addr, sidecar.url
+    );
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(start_worker(&bin, &consul.http_addr).await);
+    }
+    let client = SidecarClient::start(
+        ClientConfig::builder(sidecar.url.clone())
+            .wait(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    client.ready(Duration::from_secs(30)).await.expect("ready");
+    let reader = client.reader();
+    let state = SessionStateBuilder::new()
+        .with_config(SessionConfig::new().with_target_partitions(12))
+        .with_default_features()
+        .with_distributed_worker_resolver(reader.clone())
+        .with_distributed_planner()
+        .with_distributed_route_tasks_handler(SnapshotRouter::new(
+            reader.clone(),
+            RoutingStrategy::Rendezvous,
+        ))
+        .with_distributed_file_scan_config_bytes_per_partition(1)
+        .unwrap()
+        .build();
+    let coordinator = SessionContext::new_with_state(state);
+    register(&coordinator, &dir).await;
+    let single = SessionContext::new();
+    register(&single, &dir).await;
+    let mut expected = Vec::new();
+    for (_, q) in QUERIES {
+        let b = single.sql(q).await.unwrap().collect().await.unwrap();
+        expected.push(pretty_format_batches(&b).unwrap().to_string());
+    }
+
+    let start = Instant::now();
+    let (mut ok, mut failed) = (0, 0);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut step = 0u64;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    while start.elapsed() < Duration::from_secs(seconds) {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = tick.tick() => {}
+        }
+        step += 1;
+        if step.is_multiple_of(8) {
+            match (step / 8) % 4 {
+                1 => {
+                    let w = start_worker(&bin, &consul.http_addr).await;
+                    println!("── churn: {} joins", w.id);
+                    workers.push(w);
+                }
+                2 if workers.len() > 1 => {
+                    let w = workers.remove(0);
+                    println!(
+                        "── churn: SIGTERM {} (drain: maintenance → tasks done → deregister)",
+                        w.id
+                    );
+                    let pid = w.child.id().unwrap().to_string();
+                    let _ = Command::new("kill").args(["-TERM", &pid]).status().await;
+                    tokio::spawn(async move {
+                        let mut c = w.child;
+                        let _ = c.wait().await;
+                    });
+                }
+                3 if workers.len() > 1 => {
+                    let mut w = workers.remove(0);
+                    println!("── churn: kill -9 {}", w.id);
+                    let _ = w.child.start_kill();
+                }
+                _ => {
+                    let w = start_worker(&bin, &consul.http_addr).await;
+                    println!("── churn: {} joins", w.id);
+                    workers.push(w);
+                }
+            }
+        }
+        let qi = (step as usize) % QUERIES.len();
+        let (name, sql) = QUERIES[qi];
+        let mut qstate = coordinator.state();
+        let snapshot = pin_session(&mut qstate, &reader);
+        let ctx = SessionContext::new_with_state(qstate);
+        let t = Instant::now();
+        let result = async {
+            let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+            let batches =
+                datafusion::physical_plan::collect(Arc::clone(&plan), ctx.task_ctx()).await?;
+            Ok::<_, datafusion::error::DataFusionError>((
+                plan,
+                pretty_format_batches(&batches)?.to_string(),
+            ))
+        }
+        .await;
+        let status = client.status();
+        let view = format!(
+            "v{} {} workers from {}{}",
+            snapshot.version,
+            snapshot.urls.len(),
+            snapshot.source.as_str(),
+            if status.is_stale() { " (stale)" } else { "" }
+        );
+        match result {
+            Ok((plan, got)) => {
+                if step == 1 {
+                    println!("{}", display_plan_ascii(plan.as_ref(), false));
+                }
+                let verdict = if got == expected[qi] {
+                    ok += 1;
+                    "ok, = single-node"
+                } else {
+                    failed += 1;
+                    "WRONG ANSWER"
+                };
+                println!(
+                    "{:>4}s  {view:<28}  {name:<26} {} tasks/stage  {:>4} ms  {verdict}",
+                    start.elapsed().as_secs(),
+                    max_tasks(&plan),
+                    t.elapsed().as_millis()
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!(
+                    "{:>4}s  {view:<28}  {name:<26} FAILED: {e}",
+                    start.elapsed().as_secs()
+                );
+            }
+        }
+    }
+    println!("{ok} queries ok, {failed} failed");
+    client.close().await;
+    drop(workers);
+    drop(sidecar);
+    consul.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
