@@ -243,8 +243,18 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
         `propagation-consul: registering ${fmtInt(size - workers.length)} more instances (${plan.concurrency} at a time)`,
       );
       const regStart = process.hrtime.bigint();
-      workers = [...workers, ...(await registerInstances(consul, workers.length, size, plan.concurrency, ctx.signal))];
-      await waitForPassing(consul, size, 300_000);
+      try {
+        workers = [
+          ...workers,
+          ...(await registerInstances(consul, workers.length, size, plan.concurrency, ctx.signal)),
+        ];
+        await waitForPassing(consul, size, 300_000);
+      } catch (err) {
+        // The budget ran out while registering: report the sizes already measured.
+        if (!ctx.signal.aborted) throw err;
+        ctx.log(`propagation-consul: time budget over while registering ${fmtInt(size)} instances; stopping`);
+        break;
+      }
       const registerMs = elapsedMs(regStart);
       const changes = plan.changes(size);
       ctx.log(`propagation-consul: ${fmtInt(size)} instances — floor, ${changes} changes`);
