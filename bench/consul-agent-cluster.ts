@@ -132,7 +132,12 @@ export async function registerInstances(
 }
 
 /** Waits until the catalog answers `count` passing instances (the agent syncs registrations asynchronously). */
-export async function waitForPassing(consul: ConsulAgent, count: number, timeoutMs: number): Promise<Answer> {
+export async function waitForPassing(
+  consul: ConsulAgent,
+  count: number,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Answer> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const deadline = Date.now() + timeoutMs;
   try {
@@ -141,6 +146,8 @@ export async function waitForPassing(consul: ConsulAgent, count: number, timeout
       const n = (JSON.parse(a.body.toString('utf8')) as unknown[]).length;
       if (n === count) return a;
       if (Date.now() > deadline) throw new Error(`bench: ${n} of ${count} instances passing after ${timeoutMs} ms`);
+      if (signal?.aborted === true)
+        throw new Error(`bench: ${n} of ${count} instances passing when the budget ran out`);
       await pause(250);
     }
   } finally {

@@ -248,7 +248,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
           ...workers,
           ...(await registerInstances(consul, workers.length, size, plan.concurrency, ctx.signal)),
         ];
-        await waitForPassing(consul, size, 300_000);
+        await waitForPassing(consul, size, 300_000, ctx.signal);
       } catch (err) {
         // The budget ran out while registering: report the sizes already measured.
         if (!ctx.signal.aborted) throw err;
