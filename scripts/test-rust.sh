@@ -34,6 +34,13 @@ if [[ ! -f dist/cli/main.js || ! -f dist/testing/index.js || -n "$(find src -new
   npm run build
 fi
 
+# The real-Consul end-to-end scenario runs the agent binary the contract tests use.
+if [[ $E2E == 1 && -z "${WORKER_RESOLVER_CONSUL_BIN:-}" && -x scripts/consul-binary.sh ]]; then
+  step "finding the Consul binary (scripts/consul-binary.sh)"
+  WORKER_RESOLVER_CONSUL_BIN="$(scripts/consul-binary.sh)"
+  export WORKER_RESOLVER_CONSUL_BIN
+fi
+
 cd "$ROOT/rust"
 step "cargo fmt --check"
 cargo fmt --all --check
