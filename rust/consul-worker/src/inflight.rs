@@ -137,3 +137,53 @@ impl<B: Body> Body for CountedBody<B> {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use std::convert::Infallible;
+    use tower::{Layer, Service};
+
+    #[derive(Clone)]
+    struct Echo;
+    impl Service<http::Request<()>> for Echo {
+        type Response = http::Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+                b"frame",
+            )))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_counts_until_its_body_ends_or_drops() {
+        let counter = Arc::new(InFlight::default());
+        let mut svc = InFlightLayer(Arc::clone(&counter)).layer(Echo);
+        let a = svc.call(http::Request::new(())).await.unwrap();
+        let b = svc.call(http::Request::new(())).await.unwrap();
+        assert_eq!((counter.current(), counter.total()), (2, 2));
+        let body = a.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"frame");
+        assert_eq!(
+            counter.current(),
+            1,
+            "a body read to its end releases its call"
+        );
+        let waiter = {
+            let c = Arc::clone(&counter);
+            tokio::spawn(async move { c.idle().await })
+        };
+        drop(b);
+        waiter.await.unwrap();
+        assert_eq!((counter.current(), counter.total()), (0, 2));
+        // idle() with nothing in flight returns at once.
+        counter.idle().await;
+    }
+}

@@ -225,3 +225,19 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(clean = drained, "stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_written_the_consul_way() {
+        assert_eq!(duration("--x", "500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("--x", "2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("--x", "1m"), Ok(Duration::from_secs(60)));
+        assert!(duration("--x", "2").unwrap_err().contains("--x"));
+        assert!(duration("--x", "s").is_err());
+        assert!(duration("--x", "1.5s").is_err());
+    }
+}
