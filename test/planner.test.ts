@@ -20,6 +20,20 @@ function snapshotOf(candidates: WorkerCandidate[], version = 1): WorkerSnapshot 
   });
 }
 
+/** Tasks per worker host when `keys` are routed by rendezvous against `s`. */
+function rendezvousCounts(s: WorkerSnapshot, keys: readonly string[]): Map<string, number> {
+  const m = new Map<string, number>();
+  const urls = routeTasks(s, {
+    queryId: 'q',
+    stageId: 1,
+    taskCount: keys.length,
+    strategy: 'rendezvous',
+    taskKeys: keys,
+  });
+  for (const u of urls) m.set(u.hostname, (m.get(u.hostname) ?? 0) + 1);
+  return m;
+}
+
 describe('taskCap and planStage', () => {
   it('caps at the worker count, and at 1 with zero workers (the query runs locally)', () => {
     assert.equal(taskCap(snapshotOf(workers(5))), 5);
@@ -120,19 +134,7 @@ describe('routeTasks', () => {
 
   it('rendezvous spreads keys across all workers and honours weights', () => {
     const keys = Array.from({ length: 3000 }, (_, i) => `k${i}`);
-    const counts = (s: WorkerSnapshot): Map<string, number> => {
-      const m = new Map<string, number>();
-      for (const u of routeTasks(s, {
-        queryId: 'q',
-        stageId: 1,
-        taskCount: keys.length,
-        strategy: 'rendezvous',
-        taskKeys: keys,
-      })) {
-        m.set(u.hostname, (m.get(u.hostname) ?? 0) + 1);
-      }
-      return m;
-    };
+    const counts = (s: WorkerSnapshot): Map<string, number> => rendezvousCounts(s, keys);
     const even = counts(snapshotOf(workers(3)));
     assert.equal(even.size, 3);
     for (const c of even.values()) assert.ok(c > 800 && c < 1200, `uneven: ${c}`);
@@ -142,18 +144,7 @@ describe('routeTasks', () => {
 
   it('rendezvous with every weight 0 (RFC 2782: no preference) spreads evenly; a lone 0 still draws a little', () => {
     const keys = Array.from({ length: 20_000 }, (_, i) => `key-${i}`);
-    const route = (s: WorkerSnapshot): Map<string, number> => {
-      const m = new Map<string, number>();
-      for (const u of routeTasks(s, {
-        queryId: 'q',
-        stageId: 1,
-        taskCount: keys.length,
-        strategy: 'rendezvous',
-        taskKeys: keys,
-      }))
-        m.set(u.hostname, (m.get(u.hostname) ?? 0) + 1);
-      return m;
-    };
+    const route = (s: WorkerSnapshot): Map<string, number> => rendezvousCounts(s, keys);
     const zeros = route(snapshotOf(workers(4).map((w) => ({ ...w, weight: 0 }))));
     assert.equal(zeros.size, 4);
     // 5,000 expected each; a binomial standard deviation is ~61, so ±500 cannot be luck.

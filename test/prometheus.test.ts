@@ -21,7 +21,7 @@ import { createResolverTracing } from '../src/tracing.js';
 import { ConsulDevServer } from '../src/testing/index.js';
 import { startSidecar } from '../src/sidecar.js';
 import type { Sidecar } from '../src/sidecar.js';
-import { dashboardsPath, loadDashboard, panelQueries, substitute } from './helpers/dashboard.js';
+import { ALERT_NAMES, dashboardsPath, loadDashboard, panelQueries, substitute } from './helpers/dashboard.js';
 import { PrometheusProcess, promtool } from './helpers/prometheus.js';
 import type { PromSample } from './helpers/prometheus.js';
 import { delay, waitFor } from './helpers/wait.js';
@@ -256,16 +256,7 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     const rules = groups.flatMap((g) => g.rules);
     assert.deepEqual(
       rules.map((r) => r.name),
-      [
-        'WorkerResolverNeverReady',
-        'WorkerResolverRefreshFailing',
-        'WorkerResolverFallbackActive',
-        'WorkerResolverFlapping',
-        'WorkerResolverSnapshotStale',
-        'WorkerResolverNoWorkers',
-        'WorkerResolverGuardHolding',
-        'WorkerResolverConsulNoLeader',
-      ],
+      ALERT_NAMES,
     );
     for (const rule of rules) {
       const r = await prom.query(rule.query);

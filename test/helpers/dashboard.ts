@@ -79,3 +79,15 @@ export function metricNames(expr: string, histograms: ReadonlySet<string>): stri
     ),
   ];
 }
+
+/** The alerts of dashboards/alerts.yml, in file order: the static and the live tests check the same list. */
+export const ALERT_NAMES: readonly string[] = [
+  'WorkerResolverNeverReady',
+  'WorkerResolverRefreshFailing',
+  'WorkerResolverFallbackActive',
+  'WorkerResolverFlapping',
+  'WorkerResolverSnapshotStale',
+  'WorkerResolverNoWorkers',
+  'WorkerResolverGuardHolding',
+  'WorkerResolverConsulNoLeader',
+];
