@@ -13,7 +13,10 @@
 import { once } from 'node:events';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import { createWorkerResolver } from '../src/index.js';
+import { systemClock } from '../src/clock.js';
+import { Engine } from '../src/engine.js';
+import { resolveConsul } from '../src/options-consul.js';
+import { ConsulSource } from '../src/source-consul.js';
 import { silentLogger } from './section.js';
 import { summarize } from './stats.js';
 import type { Summary } from './stats.js';
@@ -64,6 +67,7 @@ export async function measureEventLoop(
   answers: number,
   spacingMs: number,
   signal: AbortSignal,
+  readInThread = false,
 ): Promise<EventLoopResult> {
   const consul = new Worker(CONSUL_SOURCE, {
     eval: true,
@@ -71,16 +75,27 @@ export async function measureEventLoop(
     workerData: { bodies: bodies.map((b) => new Uint8Array(b)), spacingMs, same: false },
   });
   const [{ port }] = (await once(consul, 'message')) as [{ port: number }];
-  const resolver = createWorkerResolver({
+  // The engine and Consul source as createWorkerResolver builds them (readInThread is not a public option yet).
+  const consulConfig = resolveConsul(
+    { address: `http://127.0.0.1:${port}`, rateLimit: { ratePerSecond: 10_000, burst: 10_000 } },
+    'worker',
+    {},
+    systemClock,
+    undefined,
+  );
+  const resolver = new Engine({
     service: 'worker',
-    consul: {
-      address: `http://127.0.0.1:${port}`,
-      rateLimit: { ratePerSecond: 10_000, burst: 10_000 },
-      maxResponseBytes: 64 * 1024 * 1024,
-    },
+    consul: new ConsulSource({ ...consulConfig, readInThread }),
+    dns: undefined,
+    staticWorkers: undefined,
+    failoverAfterFailures: 3,
+    failoverAfterMs: undefined,
+    maxStalenessMs: 3_600_000,
+    guard: { threshold: 0.5, minWorkers: 3, holdMs: 60_000 },
     minPublishIntervalMs: 0,
-    env: {},
+    clock: systemClock,
     logger: silentLogger,
+    observers: [],
   });
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   const overall = monitorEventLoopDelay({ resolution: 1 });
@@ -100,7 +115,7 @@ export async function measureEventLoop(
     });
     histogram.enable();
     overall.enable();
-    await resolver.ready({ timeoutMs: 60_000 });
+    resolver.start();
     await done;
   } finally {
     histogram.disable();

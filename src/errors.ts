@@ -36,6 +36,8 @@ export const ErrorCode = {
   CONSUL_BODY_TOO_LARGE: 'ERR_CONSUL_BODY_TOO_LARGE',
   /** The TLS handshake with Consul failed (unknown CA, bad client certificate, name mismatch). */
   CONSUL_TLS: 'ERR_CONSUL_TLS',
+  /** The thread that reads Consul's answers (`consul.readInThread`) stopped; it is restarted on the next request. */
+  CONSUL_READER: 'ERR_CONSUL_READER',
 
   /** The DNS server answered SERVFAIL. */
   DNS_SERVFAIL: 'ERR_DNS_SERVFAIL',
@@ -84,6 +86,7 @@ const ERROR_TYPES: Readonly<Record<ErrorCodeValue, ErrorType>> = {
   ERR_CONSUL_MALFORMED: 'malformed',
   ERR_CONSUL_BODY_TOO_LARGE: 'too_large',
   ERR_CONSUL_TLS: 'tls',
+  ERR_CONSUL_READER: 'other',
   ERR_DNS_SERVFAIL: 'servfail',
   ERR_DNS_REFUSED: 'refused',
   ERR_DNS_TIMEOUT: 'timeout',

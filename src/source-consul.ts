@@ -12,7 +12,8 @@
  *     index that moves while the content does not, consul#4810): its index is taken, its
  *     body is not parsed. Any other body is read incrementally ({@link IncrementalHealthParser}):
  *     only the entries whose bytes changed since the last answer are parsed, in event-loop
- *     turns of at most `READ_SLICE_MS` (a first answer of 10,000 entries is many turns).
+ *     turns of at most 5 ms (a first answer of 10,000 entries is many turns), or all of it in a
+ *     worker thread (`readInThread`, see `consul-reader.ts`).
  *  5. The client timeout exceeds `wait + wait/16` (Consul adds up to wait/16 of jitter) plus
  *     a margin, so a healthy long poll is never cut by our own timer.
  *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
@@ -42,17 +43,17 @@ import { sleep } from './clock.js';
 import { ConsulHealthClient } from './consul-client.js';
 import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
 import type { ConsulWorkerPolicy } from './consul-health.js';
-import { IncrementalHealthParser } from './consul-health-incremental.js';
+import { AutoConsulReader, ConsulReadThread, InThreadConsulReader } from './consul-reader.js';
+import type { ConsulReader } from './consul-reader.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
 import type { RequestInfo, Source, SourceSink, WorkerCandidate } from './source.js';
 import { TokenBucket } from './token-bucket.js';
 
 /**
- * Longest stretch of body reading done in one event-loop turn, in milliseconds. A read with
- * many new entries (a source's first answer of 10,000 instances) is cut into turns this long,
- * so the process that embeds the resolver keeps serving while it reads.
+ * With `readInThread: 'auto'`, an answer at least this large moves the loop's reading to a
+ * worker thread (≈ 1,000 instances of a typical registration).
  */
-const READ_SLICE_MS = 5;
+export const THREAD_THRESHOLD_BYTES = 1024 * 1024;
 
 /** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
 export interface ConsulSourceConfig {
@@ -73,6 +74,13 @@ export interface ConsulSourceConfig {
   readonly maxStaleMs: number | undefined;
   readonly clock: Clock;
   readonly random?: () => number;
+  /**
+   * Make the requests and read their bodies in a `worker_threads` worker (`consul-reader.ts`):
+   * the main thread then only receives what changed, and the ~20 MiB of buffers a 10 MiB answer
+   * allocates — and the garbage collections they trigger — stay in the worker's isolate.
+   * `'auto'` (default): from the first answer of at least {@link THREAD_THRESHOLD_BYTES} on.
+   */
+  readonly readInThread?: boolean | 'auto';
 }
 
 /** The client timeout for a blocking request with this wait: wait + wait/16 + margin. */
@@ -116,8 +124,8 @@ function requestInfo(config: ConsulSourceConfig): RequestInfo {
 export class ConsulSource implements Source {
   readonly kind = 'consul' as const;
   private readonly config: ConsulSourceConfig;
-  /** Present only while running; replaced on each start (a stopped client cannot be reused). */
-  private client: ConsulHealthClient | undefined;
+  /** Present only while running; replaced on each start (a stopped reader cannot be reused). */
+  private reader: ConsulReader | undefined;
   /** Aborts the running loop's request and sleeps; undefined while stopped. */
   private abort: AbortController | undefined;
   /** Settles when the running loop has fully exited; undefined while stopped. */
@@ -131,24 +139,31 @@ export class ConsulSource implements Source {
     if (this.abort !== undefined) return;
     const abort = new AbortController();
     this.abort = abort;
-    this.client = new ConsulHealthClient(this.config.client);
-    this.loop = this.run(this.client, sink, abort.signal);
+    const { client, policy } = this.config;
+    const mode = this.config.readInThread ?? 'auto';
+    this.reader =
+      mode === 'auto'
+        ? new AutoConsulReader(client, policy, THREAD_THRESHOLD_BYTES)
+        : mode
+          ? new ConsulReadThread(client, policy)
+          : new InThreadConsulReader(new ConsulHealthClient(client), policy);
+    this.loop = this.run(this.reader, sink, abort.signal);
   }
 
   async stop(): Promise<void> {
     const abort = this.abort;
     const loop = this.loop;
-    const client = this.client;
+    const reader = this.reader;
     this.abort = undefined;
     this.loop = undefined;
-    this.client = undefined;
+    this.reader = undefined;
     if (abort === undefined) return;
     abort.abort();
     await loop;
-    client?.destroy();
+    await reader?.close();
   }
 
-  private async run(client: ConsulHealthClient, sink: SourceSink, signal: AbortSignal): Promise<void> {
+  private async run(reader: ConsulReader, sink: SourceSink, signal: AbortSignal): Promise<void> {
     const { clock } = this.config;
     const bucket = new TokenBucket({ ...this.config.rateLimit, clock });
     const backoff = new Backoff({
@@ -160,15 +175,13 @@ export class ConsulSource implements Source {
     let index = 0;
     /** `X-Consul-Index` of the last answer handed to the sink; survives errors (rule 9). */
     let lastIndex = 0;
-    /** Holds the last body used, so the next one is compared, not re-parsed (rule 4). */
-    const parser = new IncrementalHealthParser(this.config.policy);
     while (!signal.aborted) {
       const pace = bucket.take();
       if (pace > 0 && !(await sleep(clock, pace, signal))) return;
 
       const blocking = index > 0;
       const started = clock.monotonic();
-      const result = await this.fetch(client, parser, index, lastIndex, signal);
+      const result = await this.fetch(reader, index, lastIndex, signal);
       if (signal.aborted) return;
       const durationMs = clock.monotonic() - started;
 
@@ -194,14 +207,13 @@ export class ConsulSource implements Source {
    * the leader's answer that confirms or replaces it.
    */
   private async fetch(
-    client: ConsulHealthClient,
-    parser: IncrementalHealthParser,
+    reader: ConsulReader,
     index: number,
     lastIndex: number,
     signal: AbortSignal,
   ): Promise<Attempt | WorkerResolverError> {
     const { query, maxStaleMs } = this.config;
-    const answer = await this.attempt(client, parser, index, query, signal, true);
+    const answer = await this.attempt(reader, index, query, signal, true);
     // A same-body answer still carries a new index: rules 9 and 10 apply to it as to any other.
     if (answer instanceof WorkerResolverError || (answer.unchanged && answer.sameBody !== true)) return answer;
     if (query.consistency !== 'stale' && query.consistency !== 'cached') return answer;
@@ -213,10 +225,10 @@ export class ConsulSource implements Source {
     if (!older && !tooStale) return answer;
     if (signal.aborted) return answer;
     // Not compared with the last body: that is now the answer being checked, not the one in use.
-    const confirmed = await this.attempt(client, parser, 0, { ...query, consistency: 'default' }, signal, false);
+    const confirmed = await this.attempt(reader, 0, { ...query, consistency: 'default' }, signal, false);
     if (confirmed instanceof WorkerResolverError) {
-      // The parser now holds the body that was not used: it must not make a later copy of it "unchanged".
-      parser.reset();
+      // The reader now holds the body that was not used: it must not make a later copy of it "unchanged".
+      reader.reset();
       return confirmed;
     }
     return { ...confirmed, reread: older ? 'older-index' : 'max-stale' };
@@ -227,8 +239,7 @@ export class ConsulSource implements Source {
    * or the coded error that ends this attempt (rules 7 and the transport/body errors).
    */
   private async attempt(
-    client: ConsulHealthClient,
-    parser: IncrementalHealthParser,
+    reader: ConsulReader,
     index: number,
     query: HealthQuery,
     signal: AbortSignal,
@@ -237,20 +248,14 @@ export class ConsulSource implements Source {
     const { waitMs } = this.config;
     const blocking = index > 0;
     const timeoutMs = blocking ? blockingTimeoutMs(waitMs, this.config.timeoutMarginMs) : this.config.requestTimeoutMs;
-    let response;
-    try {
-      response = await client.healthService(query, { index, waitMs, timeoutMs, signal });
-    } catch (err) {
-      return err instanceof WorkerResolverError
-        ? err
-        : new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request failed', { cause: err });
-    }
-    if (response.index === undefined) {
+    const answer = await reader.health(query, { index, waitMs, timeoutMs, signal, compareBody });
+    if (answer instanceof WorkerResolverError) return answer;
+    if (answer.index === undefined) {
       // Without an index the loop cannot block; treat the answer as malformed rather than
       // silently degrading to a hot poll.
       return new WorkerResolverError(ErrorCode.CONSUL_MALFORMED, 'Consul answer has no valid X-Consul-Index header');
     }
-    if (response.filteredByAcls) {
+    if (answer.filteredByAcls) {
       // Consul dropped instances this token may not see (typically no node:read): the list is
       // incomplete, so it must not replace the last good set. Reported like a 403.
       return new WorkerResolverError(
@@ -260,24 +265,14 @@ export class ConsulSource implements Source {
       );
     }
     const leader = {
-      ...(response.knownLeader === undefined ? {} : { knownLeader: response.knownLeader }),
-      ...(response.lastContactMs === undefined ? {} : { lastContactMs: response.lastContactMs }),
+      ...(answer.knownLeader === undefined ? {} : { knownLeader: answer.knownLeader }),
+      ...(answer.lastContactMs === undefined ? {} : { lastContactMs: answer.lastContactMs }),
     };
-    if (blocking && Math.max(1, response.index) === index) {
-      return { workers: [], rejected: 0, index, unchanged: true, ...leader };
+    if (answer.body === 'unread') return { workers: [], rejected: 0, index, unchanged: true, ...leader };
+    if (answer.body === 'same') {
+      return { workers: [], rejected: 0, index: answer.index, unchanged: true, sameBody: true, ...leader };
     }
-    if (compareBody && parser.isLastBody(response.body)) {
-      return { workers: [], rejected: 0, index: response.index, unchanged: true, sameBody: true, ...leader };
-    }
-    try {
-      const parsed = await parser.parseChunked(response.body, READ_SLICE_MS, signal);
-      if (parsed === undefined) {
-        return new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request aborted while reading its answer');
-      }
-      return { workers: parsed.workers, rejected: parsed.rejected, index: response.index, unchanged: false, ...leader };
-    } catch (err) {
-      return err as WorkerResolverError;
-    }
+    return { workers: answer.workers, rejected: answer.rejected, index: answer.index, unchanged: false, ...leader };
   }
 
   private retryDelay(error: WorkerResolverError, backoff: Backoff): number {

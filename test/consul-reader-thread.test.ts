@@ -1,0 +1,275 @@
+/**
+ * The Consul reader thread (`readInThread`): the same answers as the in-thread reader on
+ * random answer sequences served over HTTP, the Consul source's loop through it against the
+ * dev server, a crash of the thread (an error that keeps the last good set, then a restarted
+ * thread), and close() leaving no thread behind.
+ */
+import { describe, it, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import fc from 'fast-check';
+import { systemClock } from '../src/clock.js';
+import { ConsulHealthClient } from '../src/consul-client.js';
+import type { HealthQuery } from '../src/consul-client.js';
+import type { ConsulWorkerPolicy } from '../src/consul-health.js';
+import { AutoConsulReader, ConsulReadThread, InThreadConsulReader } from '../src/consul-reader.js';
+import type { ReaderAnswer } from '../src/consul-reader.js';
+import { Engine } from '../src/engine.js';
+import { WorkerResolverError } from '../src/errors.js';
+import { resolveConsul } from '../src/options-consul.js';
+import { ConsulSource } from '../src/source-consul.js';
+import type { SourceOutcome } from '../src/source.js';
+import { ConsulDevServer } from '../src/testing/index.js';
+import { waitFor } from './helpers/wait.js';
+
+const policy: ConsulWorkerPolicy = {
+  taggedAddress: undefined,
+  scheme: 'http',
+  schemeMetaKey: undefined,
+  includeWarning: true,
+  metaMatch: undefined,
+};
+const query: HealthQuery = {
+  service: 'worker',
+  passingOnly: true,
+  tags: [],
+  filter: undefined,
+  datacenter: undefined,
+  near: undefined,
+  nodeMeta: [],
+  namespace: undefined,
+  partition: undefined,
+  consistency: 'default',
+};
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A server that answers every request with the current body and an index that moves with it. */
+async function bodyServer(): Promise<{ url: URL; set(body: string): void; close(): Promise<void> }> {
+  let body = '[]';
+  let index = 1;
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'X-Consul-Index': String(index) });
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: new URL(`http://127.0.0.1:${port}`),
+    set(b) {
+      body = b;
+      index += 1;
+    },
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const entry = fc
+  .record({
+    id: fc.oneof(fc.stringMatching(/^[a-z0-9-]{1,5}$/), fc.constant('')),
+    a: fc.integer({ min: 0, max: 40 }),
+    port: fc.oneof(fc.integer({ min: 1, max: 65535 }), fc.constant(0)),
+    status: fc.constantFrom('passing', 'warning', 'critical'),
+    tags: fc.array(fc.stringMatching(/^[a-z]{1,3}$/), { maxLength: 2 }),
+  })
+  .map((e) => ({
+    Node: { Node: `n-${e.id}`, Address: `10.0.0.${e.a}` },
+    Service: { ID: e.id, Port: e.port, Tags: e.tags },
+    Checks: [{ CheckID: 'c', Status: e.status }],
+  }));
+
+const shape = (a: ReaderAnswer | WorkerResolverError): unknown =>
+  a instanceof WorkerResolverError
+    ? a.code
+    : a.body === 'read'
+      ? { body: a.body, index: a.index, workers: a.workers, rejected: a.rejected }
+      : { body: a.body, index: a.index };
+
+describe('Consul reader thread', () => {
+  const cleanup: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanup.splice(0).reverse()) await c();
+  });
+
+  it('answers exactly like the in-thread reader on random answer sequences', async () => {
+    const server = await bodyServer();
+    const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
+    const thread = new ConsulReadThread(config, policy);
+    const local = new InThreadConsulReader(new ConsulHealthClient(config), policy);
+    cleanup.push(
+      () => server.close(),
+      () => thread.close(),
+      () => local.close(),
+    );
+    const signal = new AbortController().signal;
+    const read = { index: 0, waitMs: 1000, timeoutMs: 5000, signal, compareBody: true };
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(entry, { maxLength: 8 }), { minLength: 1, maxLength: 5 }), async (bodies) => {
+        for (const list of [...bodies, bodies[0]!]) {
+          server.set(JSON.stringify(list));
+          const [a, b] = [await thread.health(query, read), await local.health(query, read)];
+          assert.deepEqual(shape(a), shape(b));
+        }
+      }),
+      { numRuns: 60 },
+    );
+    // Unchanged entries are the same candidate objects on this side too.
+    server.set(JSON.stringify([{ Node: { Node: 'x', Address: '10.1.1.1' }, Service: { ID: 'x', Port: 1 } }]));
+    const first = await thread.health(query, read);
+    server.set(
+      JSON.stringify([
+        { Node: { Node: 'x', Address: '10.1.1.1' }, Service: { ID: 'x', Port: 1 } },
+        { Node: { Node: 'y', Address: '10.1.1.2' }, Service: { ID: 'y', Port: 1 } },
+      ]),
+    );
+    const second = await thread.health(query, read);
+    assert.ok(first instanceof Object && 'workers' in first && 'workers' in second);
+    assert.equal(second.workers[0], first.workers[0]);
+  });
+
+  it('auto: reads in-thread until an answer reaches the threshold, then through the thread, with the same answers', async () => {
+    const server = await bodyServer();
+    const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
+    const auto = new AutoConsulReader(config, policy, 200);
+    const local = new InThreadConsulReader(new ConsulHealthClient(config), policy);
+    cleanup.push(
+      () => server.close(),
+      () => auto.close(),
+      () => local.close(),
+    );
+    const read = { index: 0, waitMs: 1000, timeoutMs: 5000, signal: new AbortController().signal, compareBody: true };
+    const small = [{ Node: { Node: 'a', Address: '10.0.0.1' }, Service: { ID: 'a', Port: 1 } }];
+    const large = Array.from({ length: 5 }, (_, i) => ({
+      Node: { Node: `n${i}`, Address: `10.0.0.${i + 1}` },
+      Service: { ID: `w${i}`, Port: 8080 },
+    }));
+    let autoWorkers: unknown;
+    let localWorkers: unknown;
+    for (const [list, mode] of [
+      [small, 'in-thread'],
+      [large, 'thread'],
+      [large, 'thread'],
+      [small, 'thread'],
+    ] as const) {
+      server.set(JSON.stringify(list));
+      const [a, b] = [await auto.health(query, read), await local.health(query, read)];
+      // The thread reads its first answer in full ('read' where the in-thread reader says 'same'):
+      // compare the worker sets each answer stands for.
+      if (!(a instanceof WorkerResolverError) && a.body === 'read') autoWorkers = a.workers;
+      if (!(b instanceof WorkerResolverError) && b.body === 'read') localWorkers = b.workers;
+      assert.deepEqual(autoWorkers, localWorkers);
+      assert.equal(auto.mode, mode);
+    }
+  });
+
+  it('drives the Consul source against the dev server; close() leaves no thread', async () => {
+    const dev = await ConsulDevServer.start({ dns: false });
+    cleanup.push(() => dev.stop());
+    for (let n = 1; n <= 3; n += 1) {
+      dev.registerService({
+        Name: 'worker',
+        ID: `w-${n}`,
+        Address: `127.0.0.${n}`,
+        Port: 9000,
+        Check: { CheckID: `c-${n}`, TTL: '1h', Status: 'passing' },
+      });
+    }
+    const before = process.getActiveResourcesInfo().filter((r) => r === 'Worker').length;
+    const config = {
+      ...resolveConsul({ address: dev.httpAddr, waitMs: 60_000 }, 'worker', {}, systemClock, undefined),
+    };
+    const source = new ConsulSource({ ...config, readInThread: true });
+    const engine = new Engine({
+      service: 'worker',
+      consul: source,
+      dns: undefined,
+      staticWorkers: undefined,
+      failoverAfterFailures: 3,
+      failoverAfterMs: undefined,
+      maxStalenessMs: 3_600_000,
+      guard: undefined,
+      minPublishIntervalMs: 0,
+      clock: systemClock,
+      logger: silent,
+      observers: [],
+    });
+    engine.start();
+    try {
+      await waitFor(() => engine.current.workers.length === 3, 'the first snapshot');
+      dev.deregisterService('w-2');
+      await waitFor(() => engine.current.workers.length === 2, 'the change through the thread');
+      assert.deepEqual(
+        engine.current.workers.map((w) => w.url.host),
+        ['127.0.0.1:9000', '127.0.0.3:9000'],
+      );
+      const version = engine.current.version;
+      dev.bumpIndex('worker');
+      await waitFor(() => dev.openLongPolls() === 1 && engine.current.consulIndex === dev.index, 'the same body');
+      assert.equal(engine.current.version, version, 'a byte-identical body publishes nothing');
+    } finally {
+      await engine.close();
+    }
+    assert.equal(process.getActiveResourcesInfo().filter((r) => r === 'Worker').length, before, 'no thread left');
+  });
+
+  it('a crash of the thread is ERR_CONSUL_READER, keeps the last good set, and the next request restarts it', async () => {
+    const dev = await ConsulDevServer.start({ dns: false });
+    cleanup.push(() => dev.stop());
+    dev.registerService({
+      Name: 'worker',
+      ID: 'w-1',
+      Address: '127.0.0.1',
+      Port: 9000,
+      Check: { CheckID: 'c-1', TTL: '1h', Status: 'passing' },
+    });
+    const outcomes: SourceOutcome[] = [];
+    const config = resolveConsul(
+      { address: dev.httpAddr, waitMs: 60_000, backoff: { baseMs: 10, capMs: 20 } },
+      'worker',
+      {},
+      systemClock,
+      undefined,
+    );
+    const source = new ConsulSource({ ...config, readInThread: true });
+    const engine = new Engine({
+      service: 'worker',
+      consul: source,
+      dns: undefined,
+      staticWorkers: undefined,
+      failoverAfterFailures: 3,
+      failoverAfterMs: undefined,
+      maxStalenessMs: 3_600_000,
+      guard: undefined,
+      minPublishIntervalMs: 0,
+      clock: systemClock,
+      logger: silent,
+      observers: [{ onRefresh: (e) => outcomes.push(e.outcome) }],
+    });
+    engine.start();
+    try {
+      await waitFor(() => engine.current.workers.length === 1 && dev.openLongPolls() === 1, 'a held long poll');
+      const kept = engine.current;
+      (source as unknown as { reader: ConsulReadThread }).reader.crashForTests();
+      await waitFor(() => outcomes.some((o) => !o.ok), 'the crash reported');
+      const failure = outcomes.find((o) => !o.ok);
+      assert.ok(failure !== undefined && !failure.ok);
+      assert.equal(failure.error.code, 'ERR_CONSUL_READER');
+      assert.equal(engine.current.urls, kept.urls, 'the last good set is kept');
+      dev.registerService({
+        Name: 'worker',
+        ID: 'w-2',
+        Address: '127.0.0.2',
+        Port: 9000,
+        Check: { CheckID: 'c-2', TTL: '1h', Status: 'passing' },
+      });
+      await waitFor(() => engine.current.workers.length === 2, 'a restarted thread reads the next answer');
+    } finally {
+      await engine.close();
+    }
+  });
+
+  after(() => undefined);
+});
