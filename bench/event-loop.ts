@@ -67,7 +67,7 @@ export async function measureEventLoop(
   answers: number,
   spacingMs: number,
   signal: AbortSignal,
-  readInThread = false,
+  readInThread: boolean | 'auto' = 'auto',
 ): Promise<EventLoopResult> {
   const consul = new Worker(CONSUL_SOURCE, {
     eval: true,
@@ -75,7 +75,7 @@ export async function measureEventLoop(
     workerData: { bodies: bodies.map((b) => new Uint8Array(b)), spacingMs, same: false },
   });
   const [{ port }] = (await once(consul, 'message')) as [{ port: number }];
-  // The engine and Consul source as createWorkerResolver builds them (readInThread is not a public option yet).
+  // The engine and Consul source as createWorkerResolver builds them, with the reader chosen here.
   const consulConfig = resolveConsul(
     { address: `http://127.0.0.1:${port}`, rateLimit: { ratePerSecond: 10_000, burst: 10_000 } },
     'worker',
