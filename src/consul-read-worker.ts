@@ -39,6 +39,8 @@ const client = new ConsulHealthClient({
 const parser = new IncrementalHealthParser(data.policy);
 const ids = new WeakMap<WorkerCandidate, number>();
 let nextId = 1;
+/** Ids of the last answer posted: what the main thread holds. */
+let lastIds = new Set<number>();
 const inFlight = new Map<number, AbortController>();
 
 function send(reply: ReaderReply): void {
@@ -83,7 +85,21 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
       }
       order[i] = cid;
     }
-    send({ type: 'answer', id, ...head, body: 'read', order, fresh, rejected: parsed.rejected });
+    // What the main thread can drop: ids of the last answer that this one no longer has.
+    const now = new Set(order);
+    const removed: number[] = [];
+    for (const old of lastIds) if (!now.has(old)) removed.push(old);
+    lastIds = now;
+    send({
+      type: 'answer',
+      id,
+      ...head,
+      body: 'read',
+      order,
+      fresh,
+      removed: Int32Array.from(removed),
+      rejected: parsed.rejected,
+    });
   } catch (err) {
     const e = isWorkerResolverError(err)
       ? err
