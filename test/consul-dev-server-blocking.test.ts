@@ -154,18 +154,6 @@ describe('ConsulDevServer: blocking queries', { timeout: 60_000 }, () => {
     );
   });
 
-  it('resetIndex answers the long polls held at that moment at once, with the lower index (a snapshot restore)', async () => {
-    for (let i = 0; i < 10; i += 1) dev.bumpIndex('blk');
-    const high = indexOf(await request(dev.httpAddr, '/v1/health/service/blk'));
-    const pending = track(request(dev.httpAddr, `/v1/health/service/blk?index=${high}&wait=10m`));
-    await waitFor(() => dev.openLongPolls() === 1, 'the held long poll');
-    dev.resetIndex(3);
-    assert.equal(dev.openLongPolls(), 0, 'released synchronously by the reset, not by its wait');
-    const answer = await pending.promise;
-    assert.equal(answer.status, 200);
-    assert.equal(indexOf(answer), 3, 'answered with the new, lower index');
-  });
-
   it('rejects an invalid wait or index with 400, like Consul', async () => {
     const wait = await request(dev.httpAddr, '/v1/health/service/blk?index=1&wait=soon');
     assert.deepEqual([wait.status, wait.body], [400, 'Invalid wait time']);

@@ -104,6 +104,27 @@ for (const factory of backends) {
       assert.deepEqual(changed.ids, []);
     });
 
+    it('a snapshot restore does not answer a held long poll: it ends at its wait, with the restored lower index', async () => {
+      // Consul 1.16's agent serves blocking health reads from its streaming backend: a restore
+      // resets the view but the request is held until the index passes the client's or the
+      // wait ends. (With use_streaming_backend = false the restore answers at once, but with
+      // the old index and body, so the client still learns the lower index one wait later.)
+      await instance(backend, 'restored', 'restored-1');
+      const restore = await backend.snapshot();
+      for (let i = 0; i < 6; i += 1)
+        await backend.api.setCheckStatus('restored-1-ttl', i % 2 === 0 ? 'warning' : 'passing');
+      const high = (await health(backend, 'restored')).index;
+      const startedAt = performance.now();
+      const pending = health(backend, 'restored', { index: high, wait: '2s' });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await restore();
+      const answer = await pending;
+      const elapsed = performance.now() - startedAt;
+      assert.ok(elapsed >= 1950, `held ${Math.round(elapsed)} ms: the restore did not answer it, its 2 s wait did`);
+      assert.ok(answer.index < high, `the restored index ${answer.index} < ${high}`);
+      assert.deepEqual(answer.ids, ['restored-1']);
+    });
+
     it('index=0 (or no index) answers at once; an invalid wait or index is a 400', async () => {
       await instance(backend, 'block-zero', 'block-zero-1');
       assert.equal((await health(backend, 'block-zero', { index: 0, wait: '60s' })).status, 200);

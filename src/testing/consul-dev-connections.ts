@@ -99,14 +99,6 @@ export class ConnectionTracker {
     });
   }
 
-  /**
-   * Completes every waiter, moved or not: what Consul does to held blocking queries when a
-   * snapshot restore abandons its state store (they answer at once, with the new index).
-   */
-  abandonAll(): void {
-    for (const waiter of [...this.waiters]) waiter.finish();
-  }
-
   /** Completes every waiter whose index moved; called after each state change. */
   wake(): void {
     for (const waiter of [...this.waiters]) if (waiter.ready()) waiter.finish();

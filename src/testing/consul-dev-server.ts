@@ -206,12 +206,12 @@ export class ConsulDevServer {
 
   /**
    * Simulates a Consul restart/snapshot restore: every index drops to `to` (default 1), content
-   * kept, and every held blocking query answers at once with the lower index (Consul abandons
-   * the restored-over state store, which wakes its watchers).
+   * kept. Long polls held at that moment keep waiting until the index passes theirs or their
+   * wait ends, then answer the lower index — what a Consul 1.16 agent does with its default
+   * streaming backend after `PUT /v1/snapshot` (the contract test "a snapshot restore …").
    */
   resetIndex(to = 1): void {
     this.agent.state.resetIndex(to);
-    this.tracker.abandonAll();
   }
 
   /**

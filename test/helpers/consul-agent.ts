@@ -116,12 +116,14 @@ export interface ConsulResponse {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
   readonly text: string;
+  /** The body's bytes (for binary answers such as `GET /v1/snapshot`). */
+  readonly raw: Buffer;
   /** The body parsed as JSON (undefined when it is not JSON). */
   readonly json: unknown;
 }
 
 export interface ConsulRequestOptions {
-  /** JSON-encoded when not a string. */
+  /** Sent as is when a string or a Buffer, JSON-encoded otherwise. */
   readonly body?: unknown;
   /** `X-Consul-Token`; default the management token (when ACLs are on); `null` sends none. */
   readonly token?: string | null;
@@ -202,8 +204,12 @@ export class ConsulApi {
     const token = opts.token === undefined ? this.managementToken : opts.token;
     if (token !== undefined && token !== null) headers['X-Consul-Token'] = token;
     const body =
-      opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
+      opts.body === undefined
+        ? undefined
+        : typeof opts.body === 'string' || Buffer.isBuffer(opts.body)
+          ? opts.body
+          : JSON.stringify(opts.body);
+    if (body !== undefined && !Buffer.isBuffer(body)) headers['Content-Type'] = 'application/json';
     return new Promise<ConsulResponse>((resolve, reject) => {
       const lib = url.protocol === 'https:' ? https : http;
       const req = lib.request(url, { method, headers, agent: false, ...this.tlsClient }, (res) => {
@@ -211,14 +217,15 @@ export class ConsulApi {
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', reject);
         res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
+          const raw = Buffer.concat(chunks);
+          const text = raw.toString('utf8');
           let json: unknown;
           try {
             json = JSON.parse(text);
           } catch {
             json = undefined;
           }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, raw, json });
         });
       });
       req.setTimeout(opts.timeoutMs ?? 15_000, () => req.destroy(new Error(`${method} ${path}: timed out`)));

@@ -28,6 +28,12 @@ export interface Backend {
   readonly nodeName: string;
   /** The management token when ACLs are on. */
   readonly managementToken: string | undefined;
+  /**
+   * Takes a snapshot of the state now; the function it returns restores it. Real Consul:
+   * `GET /v1/snapshot`, then `PUT /v1/snapshot`. Dev server: the index now, then `resetIndex`
+   * to it (the double keeps its content, so a test restores a state whose content is unchanged).
+   */
+  snapshot(): Promise<() => Promise<void>>;
   stop(): Promise<void>;
 }
 
@@ -68,6 +74,13 @@ const devServer: BackendFactory = {
       dnsAddr: dev.dnsAddr ?? '',
       nodeName: 'dev-node',
       managementToken: token,
+      snapshot() {
+        const index = dev.index;
+        return Promise.resolve(() => {
+          dev.resetIndex(index);
+          return Promise.resolve();
+        });
+      },
       stop: () => dev.stop(),
     };
   },
@@ -99,6 +112,12 @@ const realConsul: BackendFactory = {
       dnsAddr: agent.dnsAddr,
       nodeName: agent.nodeName,
       managementToken: agent.managementToken,
+      async snapshot() {
+        const saved = (await agent.call('GET', '/v1/snapshot')).raw;
+        return async () => {
+          await agent.call('PUT', '/v1/snapshot', { body: saved });
+        };
+      },
       stop: () => agent.stop(),
     };
   },
