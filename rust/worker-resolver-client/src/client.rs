@@ -364,6 +364,10 @@ async fn run(shared: Arc<Shared>) {
                 handle_answer(&shared, &mut index, answer, started.elapsed())
             }
             Err(err) => {
+                // After a failure the sidecar may be a new process whose version happens to
+                // equal our index (its poll would then wait for a change we already missed):
+                // ask with 0 next, which answers at once with its current state.
+                index = 0;
                 failures = failures.saturating_add(1);
                 shared
                     .consecutive_failures

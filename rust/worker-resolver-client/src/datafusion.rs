@@ -79,8 +79,8 @@ impl WorkerReader {
 /// use datafusion::prelude::SessionContext;
 /// let mut state = ctx.state();
 /// let snapshot = worker_resolver_client::datafusion::pin_session(&mut state, &reader);
-/// let df = SessionContext::new_with_state(state).sql("SELECT 1").await?;
-/// # let _ = (df, snapshot); Ok(()) }
+/// let query_ctx = SessionContext::new_with_state(state); // plan and run this query with it
+/// # let _ = (query_ctx, snapshot); Ok(()) }
 /// ```
 pub fn pin_session(state: &mut SessionState, reader: &WorkerReader) -> Arc<WorkerSnapshot> {
     let pinned = reader.pin();

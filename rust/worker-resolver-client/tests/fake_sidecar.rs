@@ -247,3 +247,38 @@ async fn a_fixed_reader_serves_a_sorted_static_list_and_is_never_stale() {
     assert_eq!(s.source, worker_resolver_client::Source::Static);
     assert!(!reader.status().is_stale());
 }
+
+#[tokio::test]
+async fn after_a_failed_request_the_next_one_resyncs_from_index_zero() {
+    let (url, seen) = scripted(vec![workers(4, &[9001]), Reply::Cut, workers(4, &[9001])]).await;
+    let client = SidecarClient::start(config(&url)).unwrap();
+    client.ready(GUARD).await.unwrap();
+    tokio::time::timeout(GUARD, async {
+        while seen.lock().unwrap().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let indexes: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            h.split("index=")
+                .nth(1)
+                .unwrap()
+                .split('&')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(indexes, ["0", "4", "0", "4"]);
+    assert_eq!(
+        client.snapshot().version,
+        1,
+        "the same list after the resync publishes nothing"
+    );
+    client.close().await;
+}
