@@ -65,11 +65,16 @@ for (const factory of backends) {
 
     it('query answers carry X-Consul-Index >= 1, KnownLeader, LastContact, JSON, for known and unknown services', async () => {
       await instance(backend, 'meta-svc', 'meta-1');
-      for (const query of [{}, { stale: '' }, { consistent: '' }]) {
+      for (const [query, consistency] of [
+        [{}, 'leader'],
+        [{ stale: '' }, 'stale'],
+        [{ consistent: '' }, 'consistent'],
+      ] as const) {
         for (const service of ['meta-svc', 'no-such-service']) {
           const res = await health(backend, service, query);
           const what = `${service} ${JSON.stringify(query)}`;
           assert.equal(res.status, 200, what);
+          assert.equal(res.headers['x-consul-effective-consistency'], consistency, what);
           assert.ok(res.index >= 1, what);
           assert.equal(res.headers['x-consul-knownleader'], 'true', what);
           assert.equal(res.headers['x-consul-lastcontact'], '0', what);
