@@ -19,6 +19,8 @@ E2E=1
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 start=$(date +%s)
 
+# rustup installs into ~/.cargo/bin, which a non-login shell (CI) may not have on PATH.
+if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
 command -v cargo >/dev/null || { echo "test-rust: cargo not found (install Rust with rustup)" >&2; exit 1; }
 for c in rustfmt clippy; do
   if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
