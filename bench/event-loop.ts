@@ -132,3 +132,24 @@ export async function measureEventLoop(
     answers: perAnswer.length,
   };
 }
+
+/**
+ * The probe's own floor on this machine at this moment: the same histogram, reset at the same
+ * pace, with no resolver at all. On a loaded machine its p99 is preemption, which the rows
+ * above pay too.
+ */
+export async function measureIdleLoop(intervals: number, spacingMs: number, signal: AbortSignal): Promise<Summary> {
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  const perInterval: number[] = [];
+  histogram.enable();
+  try {
+    for (let i = 0; i < intervals && !signal.aborted; i += 1) {
+      await new Promise((resolve) => setTimeout(resolve, spacingMs));
+      perInterval.push(histogram.max / 1e6);
+      histogram.reset();
+    }
+  } finally {
+    histogram.disable();
+  }
+  return summarize(perInterval);
+}

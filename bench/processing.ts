@@ -24,7 +24,7 @@ import { Engine } from '../src/engine.js';
 import { buildWorkerSet, diffWorkers } from '../src/snapshot.js';
 import type { Source, SourceSink } from '../src/source.js';
 import { HEALTH_QUERY, SERVICE, httpGet, setHealth, startCluster } from './cluster.js';
-import { measureEventLoop } from './event-loop.js';
+import { measureEventLoop, measureIdleLoop } from './event-loop.js';
 import type { EventLoopResult } from './event-loop.js';
 import { measureAllocation } from './memory.js';
 import type { Allocation } from './memory.js';
@@ -184,6 +184,7 @@ interface Result {
   readonly buildWorkerSet: Summary;
   readonly diff: Summary;
   readonly allocation: Allocation;
+  readonly idleLoop: Summary;
   readonly eventLoop: readonly (EventLoopResult & {
     readonly workers: number;
     readonly reader: 'in-thread' | 'thread';
@@ -305,6 +306,8 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
       eventLoop.push({ ...r, workers: run.workers, reader, isDefault });
     }
   }
+  const idleAnswers = Math.max(...plan.eventLoop.map((r) => r.answers));
+  const idleLoop = await measureIdleLoop(idleAnswers, plan.spacingMs, ctx.signal);
 
   const result: Result = {
     workers: plan.workers,
@@ -323,6 +326,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     diff: summarize(diff),
     allocation: allocation!,
     eventLoop,
+    idleLoop,
   };
   const atGoalSize = plan.workers === GOAL_INSTANCES;
   const totalRatio = ratio(result.total.p50, result.jsonParse.p50);
@@ -452,6 +456,17 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
         ? '—'
         : '(goal at 10,000)',
   ]);
+  loopRows.push([
+    '—',
+    'floor: the probe alone, no resolver',
+    fmtMs(result.idleLoop.p50),
+    fmtMs(result.idleLoop.p99),
+    fmtMs(result.idleLoop.max),
+    fmtInt(result.idleLoop.n),
+    '—',
+    '—',
+    '—',
+  ]);
   return {
     tables: [
       {
@@ -523,6 +538,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
       diffWorkersMs: result.diff,
       heap: result.allocation,
       eventLoop: result.eventLoop,
+      idleLoopMs: result.idleLoop,
     },
   };
 }
