@@ -4,6 +4,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { backends } from './helpers/contract-backends.js';
 import type { Backend } from './helpers/contract-backends.js';
 import type { ConsulRequestOptions, ConsulResponse } from './helpers/consul-agent.js';
@@ -159,6 +161,55 @@ for (const factory of backends) {
       await backend.api.setServiceMaintenance('st-maint', false);
       await backend.api.setCheckStatus('st-warn-ttl', 'passing');
       assert.deepEqual((await health(backend, 'states', { passing: '' })).ids, ['st-maint', 'st-pass', 'st-warn']);
+    });
+
+    /** Blocks on the service until `predicate` holds for an answer (each wait at most 5 s, 30 s in all). */
+    const until = async (
+      service: string,
+      predicate: (res: Awaited<ReturnType<typeof health>>) => boolean,
+      what: string,
+    ): Promise<void> => {
+      let res = await health(backend, service);
+      const deadline = Date.now() + 30_000;
+      while (!predicate(res)) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        res = await health(backend, service, { index: res.index, wait: '5s' });
+      }
+    };
+    const checkStatus =
+      (id: string, status: string) =>
+      (res: Awaited<ReturnType<typeof health>>): boolean =>
+        res.entries.some((e) => e.Checks.some((c) => c.CheckID === id && c.Status === status));
+
+    it('a TTL check that is not updated within its TTL turns critical', async () => {
+      await instance(backend, 'ttl-svc', 'ttl-1', { Check: { CheckID: 'ttl-1-ttl', TTL: '1s', Status: 'passing' } });
+      await until('ttl-svc', checkStatus('ttl-1-ttl', 'critical'), 'the TTL to expire');
+      await backend.api.setCheckStatus('ttl-1-ttl', 'passing');
+      await until('ttl-svc', checkStatus('ttl-1-ttl', 'passing'), 'the TTL update');
+    });
+
+    it('an HTTP check is run by the agent itself: 2xx passing, 429 warning, 5xx critical', async () => {
+      let status = 200;
+      const target = http.createServer((_req, res) => {
+        res.statusCode = status;
+        res.end('ok');
+      });
+      await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+      const { port } = target.address() as AddressInfo;
+      try {
+        await instance(backend, 'http-checked', 'hc-1', {
+          Check: { CheckID: 'hc-1-http', HTTP: `http://127.0.0.1:${port}/health`, Interval: '1s' },
+        });
+        await until('http-checked', checkStatus('hc-1-http', 'passing'), 'the first passing run');
+        status = 429;
+        await until('http-checked', checkStatus('hc-1-http', 'warning'), 'a 429 to warn');
+        status = 503;
+        await until('http-checked', checkStatus('hc-1-http', 'critical'), 'a 503 to fail');
+      } finally {
+        await backend.api.deregisterService('hc-1');
+        target.closeAllConnections();
+        await new Promise<void>((resolve) => target.close(() => resolve()));
+      }
     });
 
     it('one tag and several tags (repeated tag=): all must match, case-insensitively', async () => {
