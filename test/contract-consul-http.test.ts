@@ -324,6 +324,25 @@ for (const factory of backends) {
       );
     });
 
+    it('catalog services and service: names with their tags, the flat CatalogService shape; an unknown dc is a 500', async () => {
+      await instance(backend, 'cat-svc', 'cat-1', { Tags: ['b', 'a'], Address: '127.0.15.1', Port: 9600 });
+      const services = await backend.api.request('GET', '/v1/catalog/services');
+      assert.equal(services.status, 200);
+      assert.deepEqual((services.json as Record<string, string[]>)['cat-svc']?.slice().sort(), ['a', 'b']);
+      assert.ok(Number(services.headers['x-consul-index']) >= 1);
+      const service = await backend.api.request('GET', '/v1/catalog/service/cat-svc');
+      const [entry] = service.json as Record<string, unknown>[];
+      assert.equal(entry?.['ServiceID'], 'cat-1');
+      assert.equal(entry?.['ServiceName'], 'cat-svc');
+      assert.equal(entry?.['ServiceAddress'], '127.0.15.1');
+      assert.equal(entry?.['ServicePort'], 9600);
+      assert.equal(entry?.['Node'], backend.nodeName);
+      assert.equal(entry?.['Address'], '127.0.0.1');
+      const noDc = await health(backend, 'cat-svc', { dc: 'nowhere' });
+      assert.equal(noDc.status, 500);
+      assert.match(noDc.text, /No path to datacenter/);
+    });
+
     it('?cached: served by the agent cache, X-Cache MISS then HIT (with Age)', async () => {
       await instance(backend, 'cached-svc', 'cached-1');
       const first = await health(backend, 'cached-svc', { cached: '' });
