@@ -86,7 +86,12 @@ export interface HealthResponse {
    * leader (0 on the leader itself); undefined when absent or not a number.
    */
   readonly lastContactMs: number | undefined;
-  /** `X-Consul-Results-Filtered-By-ACLs: true`: the token could not see some of the results. */
+  /**
+   * The token could not see some of the results: `X-Consul-Results-Filtered-By-ACLs: true`, or —
+   * since Consul masks that header for requests without a token — an empty list answered to a
+   * request without a token under `X-Consul-Default-Acl-Policy: deny` (the anonymous token was
+   * filtered to nothing; with an anonymous policy that grants the read, the answer is not empty).
+   */
   readonly filteredByAcls: boolean;
 }
 
@@ -157,6 +162,11 @@ function header(res: PapiResponse, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/** True for a body that is an empty JSON list (`[]`, whitespace allowed), without parsing a large one. */
+function isEmptyList(body: Buffer): boolean {
+  return body.length <= 64 && /^\s*\[\s*\]\s*$/.test(body.toString('utf8'));
+}
+
 /** Parses `Retry-After` (delta-seconds or an HTTP date) into milliseconds. */
 export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
   if (value === undefined) return undefined;
@@ -176,6 +186,9 @@ const TLS_CODES = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
   'EPROTO',
 ]);
+
+/** The start of Consul's answer to a filter expression it cannot compile. */
+const BAD_FILTER = /^: Failed to create boolean expression evaluator/;
 
 /** One line of text from an error body, without control characters, bounded. */
 function bodySnippet(res: PapiResponse | undefined): string {
@@ -211,10 +224,14 @@ function classify(err: PapiError, where: string): WorkerResolverError {
         ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       });
     }
-    if (status === 400) {
-      return new WorkerResolverError(ErrorCode.CONSUL_BAD_REQUEST, `${where}: 400 from Consul${bodySnippet(res)}`, {
-        status,
-      });
+    // Consul 1.16 answers a bad `filter` on /v1/health/service with a 500 (the error comes back
+    // from its RPC layer), not a 400: the query is wrong either way, and retrying it fast won't help.
+    if (status === 400 || (status === 500 && BAD_FILTER.test(bodySnippet(res)))) {
+      return new WorkerResolverError(
+        ErrorCode.CONSUL_BAD_REQUEST,
+        `${where}: ${status} from Consul${bodySnippet(res)}`,
+        { status },
+      );
     }
     return new WorkerResolverError(ErrorCode.CONSUL_HTTP, `${where}: ${status} from Consul${bodySnippet(res)}`, {
       status,
@@ -336,7 +353,11 @@ export class ConsulHealthClient {
       body: res.body ?? Buffer.alloc(0),
       knownLeader: leader === undefined ? undefined : leader === 'true',
       lastContactMs: rawContact !== undefined && /^\d+$/.test(rawContact) ? Number(rawContact) : undefined,
-      filteredByAcls: header(res, 'x-consul-results-filtered-by-acls') === 'true',
+      filteredByAcls:
+        header(res, 'x-consul-results-filtered-by-acls') === 'true' ||
+        (this.token === undefined &&
+          header(res, 'x-consul-default-acl-policy') === 'deny' &&
+          isEmptyList(res.body ?? Buffer.alloc(0))),
     };
   }
 

@@ -260,8 +260,11 @@ export class ConsulSource implements Source {
       // incomplete, so it must not replace the last good set. Reported like a 403.
       return new WorkerResolverError(
         ErrorCode.CONSUL_ACL,
-        `Consul filtered the answer for service "${query.service}" by ACLs ` +
-          '(X-Consul-Results-Filtered-By-ACLs): the token needs service:read on it and node:read on its nodes',
+        this.config.client.token === undefined
+          ? `Consul answered an empty list for service "${query.service}" to a request without a token, under ` +
+              'default-deny ACLs: set CONSUL_HTTP_TOKEN (or a token file) to a token with service:read on it and node:read on its nodes'
+          : `Consul filtered the answer for service "${query.service}" by ACLs ` +
+              '(X-Consul-Results-Filtered-By-ACLs): the token needs service:read on it and node:read on its nodes',
       );
     }
     const leader = {

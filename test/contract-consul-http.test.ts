@@ -242,10 +242,9 @@ for (const factory of backends) {
       assert.deepEqual(await ids('Checks.Status != "warning"'), ['fl-a', 'fl-b']);
       const bad = await health(backend, 'filtered', { filter: 'Service.Tags contains' });
       assert.match(bad.text, /^Failed to create boolean expression evaluator: /);
-      // Known gap (README, testing kit): Consul 1.16 answers a bad filter on /v1/health/service with
-      // a 500 (the error comes back from the RPC layer); the dev server answers 400, which the
-      // library classifies as a bad request. To close once the library treats that 500 the same.
-      assert.equal(bad.status, backend.kind === 'consul' ? 500 : 400);
+      // Consul 1.16 answers a bad filter on /v1/health/service with a 500 (the error comes back from
+      // the RPC layer); the dev server does the same, and the library reads it as a bad request.
+      assert.equal(bad.status, 500);
     });
 
     it('node-meta (repeatable, all must match) on catalog-registered nodes', async () => {

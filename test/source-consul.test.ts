@@ -373,12 +373,50 @@ describe('Consul source against the Consul dev server', () => {
     assert.deepEqual(hosts(two), ['127.0.0.1:9001']);
   });
 
-  it("a bad filter is a 400 ERR_CONSUL_BAD_REQUEST with Consul's message", async () => {
+  it('no token under default-deny ACLs (an empty 200 from Consul) is an ACL error, never an empty worker list', async () => {
+    const acl = await ConsulDevServer.start({ dns: false, aclToken: 'mgmt-token-7777' });
+    try {
+      register(acl, 1);
+      const r = createWorkerResolver({
+        service: 'worker',
+        env: {},
+        logger: silent,
+        minPublishIntervalMs: 0,
+        observers: [{ onRefresh: (e) => ctx.refreshes.push(e) }],
+        consul: { address: acl.httpAddr, backoff: { baseMs: 20, capMs: 50 }, aclRetryMs: 50 },
+      });
+      ctx.resolver = r;
+      await waitFor(() => failures(ctx).length >= 2, 'the ACL errors');
+      const f = failures(ctx)[0]!;
+      assert.equal(f.error.code, ErrorCode.CONSUL_ACL);
+      assert.match(f.error.message, /without a token/);
+      assert.equal(r.snapshot().version, 0, 'no empty snapshot was published');
+      // With the token, the same service is read.
+      const ok = createWorkerResolver({
+        service: 'worker',
+        env: {},
+        logger: silent,
+        consul: { address: acl.httpAddr, token: 'mgmt-token-7777' },
+      });
+      try {
+        assert.equal((await ok.ready({ timeoutMs: 5000 })).urls.length, 1);
+      } finally {
+        await ok.close();
+      }
+    } finally {
+      await ctx.resolver?.close();
+      ctx.resolver = undefined;
+      await acl.stop();
+    }
+  });
+
+  it("a bad filter (Consul's 500 'Failed to create boolean expression evaluator') is ERR_CONSUL_BAD_REQUEST", async () => {
     register(ctx.consul, 1);
     start(ctx, { consul: { filter: 'Service.Tags contains' } });
-    await waitFor(() => failures(ctx).length >= 1, 'the 400');
+    await waitFor(() => failures(ctx).length >= 1, 'the error');
     const f = failures(ctx)[0]!;
     assert.equal(f.error.code, ErrorCode.CONSUL_BAD_REQUEST);
+    assert.equal(f.error.status, 500);
     assert.match(f.error.message, /boolean expression/);
   });
 

@@ -20,8 +20,6 @@
  * call is bounded by `--timeout`; a hung agent is reported as such.
  */
 import { getServers } from 'node:dns';
-import http from 'node:http';
-import https from 'node:https';
 import { systemClock } from '../clock.js';
 import { ConsulHealthClient } from '../consul-client.js';
 import { parseHealthBody } from '../consul-health.js';
@@ -147,22 +145,21 @@ async function checkConsul(
         { index: 0, waitMs: 0, timeoutMs, signal: AbortSignal.timeout(timeoutMs + ABORT_GRACE_MS) },
       );
       body = res.body;
-      if (res.filteredByAcls) {
-        report.fail(
-          `the ACL token can read service "${service}" but Consul filtered instances out of the answer ` +
-            '(X-Consul-Results-Filtered-By-ACLs): the resolver treats such answers as ACL errors',
-          'add to the token\'s policy: node_prefix "" { policy = "read" } (and service:read on the service)',
-        );
-        return;
-      }
-      if (!hasToken && body.toString('utf8').trim() === '[]' && (await aclDefaultDeny(consul, timeoutMs))) {
-        // Consul filters an anonymous read to `[]` and masks the filtered flag for it: an empty
-        // answer without a token under default deny says nothing about the service.
+      if (res.filteredByAcls && !hasToken) {
+        // An empty answer to a tokenless read under default deny (Consul masks the filtered flag for it).
         report.fail(
           `no ACL token was given and anonymous access cannot read service "${service}" ` +
             '(ACLs default deny: Consul answers anonymous reads with an empty list)',
           'set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (or --token-file) to a token whose policy has ' +
             `service "${service}" { policy = "read" } and node_prefix "" { policy = "read" }`,
+        );
+        return;
+      }
+      if (res.filteredByAcls) {
+        report.fail(
+          `the ACL token can read service "${service}" but Consul filtered instances out of the answer ` +
+            '(X-Consul-Results-Filtered-By-ACLs): the resolver treats such answers as ACL errors',
+          'add to the token\'s policy: node_prefix "" { policy = "read" } (and service:read on the service)',
         );
         return;
       }
@@ -175,30 +172,6 @@ async function checkConsul(
   } finally {
     client.destroy();
   }
-}
-
-/** True when Consul says its ACL default policy is deny (`X-Consul-Default-Acl-Policy` of a health read). */
-function aclDefaultDeny(consul: ConsulSourceConfig, timeoutMs: number): Promise<boolean> {
-  const { address, tls } = consul.client;
-  const url = new URL(`/v1/health/service/${encodeURIComponent(consul.query.service)}`, address);
-  const lib = url.protocol === 'https:' ? https : http;
-  const options: https.RequestOptions = {
-    agent: false,
-    timeout: timeoutMs,
-    ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
-    ...(tls?.cert === undefined ? {} : { cert: tls.cert }),
-    ...(tls?.key === undefined ? {} : { key: tls.key }),
-    ...(tls?.serverName === undefined ? {} : { servername: tls.serverName }),
-    ...(tls?.verify === false ? { rejectUnauthorized: false } : {}),
-  };
-  return new Promise((resolve) => {
-    const req = lib.get(url, options, (res) => {
-      res.resume();
-      resolve(res.headers['x-consul-default-acl-policy'] === 'deny');
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-  });
 }
 
 function explainHealthError(err: unknown, service: string, hasToken: boolean, report: Report): void {

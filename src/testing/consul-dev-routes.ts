@@ -434,7 +434,8 @@ function filterParam(expr: string | null): FilterPredicate | undefined {
     return compileFilter(expr);
   } catch (err) {
     const msg = err instanceof FilterExpressionError ? err.message : String(err);
-    throw new ConsulApiError(400, `Failed to create boolean expression evaluator: ${msg}`);
+    // Consul 1.16 answers a filter it cannot compile with a 500 (from its RPC layer), as here.
+    throw new ConsulApiError(500, `Failed to create boolean expression evaluator: ${msg}`);
   }
 }
 
