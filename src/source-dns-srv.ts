@@ -10,7 +10,11 @@
  * - Target addresses come from the Additional section when the server sent them, else from
  *   separate A and AAAA queries to the same servers. A target with no address (NXDOMAIN or
  *   NODATA for both) is counted in `rejected`; an *error* while resolving a target fails
- *   the whole lookup, so a transient SERVFAIL cannot shrink the worker set.
+ *   the whole lookup, so a transient SERVFAIL cannot shrink the worker set. One exception:
+ *   a target the server REFUSES to resolve (both A and AAAA) is a host name outside its
+ *   domain — Consul answers an instance registered with a host name as its address with that
+ *   name as the SRV target, and refuses the name itself without `recursors` — so the worker
+ *   URL carries the host name, for the coordinator's own resolver to look up.
  * - NXDOMAIN and NODATA are real answers with 0 workers; SERVFAIL, timeouts, REFUSED and
  *   malformed answers are failures (the engine keeps the last good set).
  * - After a success the next lookup is due after the smallest TTL seen (SRV and the
@@ -23,7 +27,8 @@ import { Backoff } from './backoff.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { parseDnsServer, query } from './dns-client.js';
 import type { AddressRecord, DnsRecord, DnsResponse, DnsServer, DnsTransport, SrvRecord } from './dns-client.js';
-import { ErrorCode, WorkerResolverError } from './errors.js';
+import { urlHost } from './consul-health.js';
+import { ErrorCode, WorkerResolverError, isWorkerResolverError } from './errors.js';
 import type { Source, SourceOutcome, SourceSink, WorkerCandidate } from './source.js';
 
 /** Fully resolved configuration of {@link DnsSrvSource}; the options module validates it and fills defaults. */
@@ -216,7 +221,7 @@ async function lookup(
       return given.length > 0 ? given : resolveTarget(target, ask);
     });
     const addresses = new Map(targets.map((target, i) => [target, resolved[i] ?? []]));
-    const used = [...addresses.values()].flat();
+    const used = [...addresses.values()].flatMap((a) => (a === HOSTNAME ? [] : a));
     return { ok: true, ...toWorkers(config, preferred, addresses), ttlSeconds: minTtl([...srvs, ...used]) };
   } catch (error) {
     if (signal?.aborted === true) throw error;
@@ -239,29 +244,57 @@ async function lookup(
   }
 }
 
-/** A and AAAA for one target; fails only if neither gave an address and one of them failed. */
+/** A target to publish by its host name (the server refused to resolve it): see the file comment. */
+const HOSTNAME = 'hostname' as const;
+
+/**
+ * A and AAAA for one target; fails only if neither gave an address and one of them failed —
+ * unless both were REFUSED, which names a host outside the server's domain ({@link HOSTNAME}).
+ */
 async function resolveTarget(
   target: string,
   ask: (name: string, type: 'A' | 'AAAA') => Promise<DnsResponse>,
-): Promise<AddressRecord[]> {
+): Promise<AddressRecord[] | typeof HOSTNAME> {
   const settled = await Promise.allSettled([ask(target, 'A'), ask(target, 'AAAA')]);
   const records = settled.flatMap((s) => (s.status === 'fulfilled' ? follow(s.value.answers, target) : []));
   const addresses = records.filter(isAddress);
-  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (addresses.length === 0 && failed !== undefined) throw failed.reason as Error;
-  return addresses;
+  const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (addresses.length > 0 || failures.length === 0) return addresses;
+  const refused =
+    failures.length === settled.length && failures.every((f) => isWorkerResolverError(f.reason, ErrorCode.DNS_REFUSED));
+  if (refused && urlHost(target) !== undefined) return HOSTNAME;
+  throw failures[0]?.reason as Error;
 }
 
 function toWorkers(
   config: DnsSrvSourceConfig,
   preferred: readonly SrvRecord[],
-  addresses: ReadonlyMap<string, readonly AddressRecord[]>,
+  addresses: ReadonlyMap<string, readonly AddressRecord[] | typeof HOSTNAME>,
 ): { workers: WorkerCandidate[]; rejected: number } {
   const workers: WorkerCandidate[] = [];
   const ids = new Set<string>();
   let rejected = 0;
   for (const srv of preferred) {
-    const unique = [...new Set((addresses.get(srv.target) ?? []).map((r) => r.address.toLowerCase()))];
+    const found = addresses.get(srv.target) ?? [];
+    const host = found === HOSTNAME ? urlHost(srv.target) : undefined;
+    if (host !== undefined && srv.port !== 0) {
+      const id = `${srv.target}:${srv.port}`;
+      if (ids.has(id)) continue;
+      ids.add(id);
+      workers.push({
+        url: `${config.scheme}://${host}:${srv.port}`,
+        id,
+        node: srv.target,
+        address: host,
+        port: srv.port,
+        tags: [],
+        meta: {},
+        status: 'passing',
+        weight: srv.weight,
+      });
+      continue;
+    }
+    const unique = [...new Set((found === HOSTNAME ? [] : found).map((r) => r.address.toLowerCase()))];
     if (srv.port === 0 || unique.length === 0) {
       rejected += 1;
       continue;

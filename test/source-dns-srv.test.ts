@@ -134,6 +134,11 @@ describe('DnsSrvSource', () => {
     'datafusion-worker': workers(10),
     weighted: workers(3, (i) => ({ weight: [5, 1, 10][i] ?? 1 })),
     v6: workers(2, (i) => ({ serviceAddress: `FD00::${i + 7}`, port: 9000 })),
+    // Registered with host names (Docker Compose service names) and one IP, as Consul allows.
+    named: [
+      ...workers(2, (i) => ({ serviceAddress: `df_worker_${i + 1}.compose.internal`, port: 9100 })),
+      ...workers(1, () => ({ node: 'ip-node', nodeAddress: '10.9.0.1', port: 9100 })),
+    ],
   };
   let consul: ConsulDnsServer;
   let slow: ConsulDnsServer;
@@ -204,6 +209,18 @@ describe('DnsSrvSource', () => {
       ['http://[fd00::7]:9000', 'fd00::7'],
       ['http://[fd00::8]:9000', 'fd00::8'],
     ]);
+  });
+
+  test('a host-name target the server refuses to resolve (outside its domain) becomes a host-name URL', async () => {
+    const res = ok(await resolveSrvWorkers({ ...config, name: 'named.service.consul' }));
+    assert.equal(res.rejected, 0);
+    assert.deepEqual(res.workers.map((w) => w.url).sort(), [
+      'http://10.9.0.1:9100',
+      'http://df_worker_1.compose.internal:9100',
+      'http://df_worker_2.compose.internal:9100',
+    ]);
+    const named = res.workers.find((w) => w.url.includes('df_worker_1'));
+    assert.equal(named?.address, 'df_worker_1.compose.internal');
   });
 
   test('NXDOMAIN is a real answer with 0 workers', async () => {
