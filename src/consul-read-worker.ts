@@ -19,7 +19,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { ConsulHealthClient } from './consul-client.js';
 import type { HealthQuery } from './consul-client.js';
 import { IncrementalHealthParser } from './consul-health-incremental.js';
-import type { ReaderData, ReaderReply, ReaderRequest } from './consul-reader.js';
+import type { ReaderData, ReaderReply, ReaderRequest } from './consul-read-thread.js';
 import { isWorkerResolverError } from './errors.js';
 import type { WorkerCandidate } from './source.js';
 

@@ -1,0 +1,243 @@
+/**
+ * The Consul reader thread, main-thread side: health requests made, received, compared and
+ * read in a `worker_threads` worker (`consul-read-worker.ts`), answered here as the same
+ * values the in-thread reader produces (`consul-reader.ts`).
+ *
+ * Lifecycle: the thread starts on the first request and is kept (its parser holds the last
+ * body); it is ref'd only while a request is in flight, so an idle reader never keeps the
+ * process alive, and a held long poll does, as its socket would on the main thread.
+ * `close()` terminates it. If it dies (an uncaught error, an exit), every pending request
+ * ends with `ERR_CONSUL_READER` — the source backs off and keeps its last good set — and the
+ * next request starts a new thread (which reads its first answer in full).
+ *
+ * Candidates cross as ids (see the worker's comment): `known` holds the candidates of the
+ * last answer read, so an unchanged entry is the same object on this side too.
+ */
+import { Worker } from 'node:worker_threads';
+import type { ConsulClientConfig, ConsulTlsOptions, HealthQuery } from './consul-client.js';
+import type { ConsulWorkerPolicy } from './consul-health.js';
+import type { ConsulReader, Head, ReadRequest, ReaderAnswer } from './consul-reader.js';
+import { ErrorCode, WorkerResolverError } from './errors.js';
+import type { ErrorCodeValue } from './errors.js';
+import type { WorkerCandidate } from './source.js';
+
+/** What the thread is started with. */
+export interface ReaderData {
+  readonly address: string;
+  readonly token: string | undefined;
+  readonly tls: ConsulTlsOptions | undefined;
+  readonly maxResponseBytes: number;
+  readonly policy: ConsulWorkerPolicy;
+}
+
+/** Main → thread. */
+export type ReaderRequest =
+  | {
+      readonly type: 'health';
+      readonly id: number;
+      readonly query: HealthQuery;
+      readonly index: number;
+      readonly waitMs: number;
+      readonly timeoutMs: number;
+      readonly compareBody: boolean;
+    }
+  | { readonly type: 'abort'; readonly id: number }
+  | { readonly type: 'reset' }
+  | { readonly type: 'crash' };
+
+/** Thread → main. */
+export type ReaderReply =
+  | { readonly type: 'fresh'; readonly id: number; readonly fresh: readonly [number, WorkerCandidate][] }
+  | (Head & { readonly type: 'answer'; readonly id: number; readonly body: 'unread' })
+  | (Head & { readonly type: 'answer'; readonly id: number; readonly body: 'same' })
+  | (Head & {
+      readonly type: 'answer';
+      readonly id: number;
+      readonly body: 'read';
+      readonly order: Int32Array;
+      readonly fresh: readonly [number, WorkerCandidate][];
+      /** Ids of the previous answer read that this one no longer has. */
+      readonly removed: Int32Array;
+      readonly rejected: number;
+    })
+  | {
+      readonly type: 'error';
+      readonly id: number;
+      readonly code: string;
+      readonly message: string;
+      readonly status?: number;
+      readonly retryAfterMs?: number;
+    };
+
+interface Pending {
+  readonly resolve: (answer: ReaderAnswer | WorkerResolverError) => void;
+  /** Candidates received ahead of the answer (a large first answer comes in several messages). */
+  readonly fresh: Map<number, WorkerCandidate>;
+  readonly onAbort: () => void;
+  readonly signal: AbortSignal;
+}
+
+/** Where the thread's code is: the compiled `.js` next to this file, or the source under tsx. */
+function startWorker(data: ReaderData): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    // Running from source (tests, benchmarks): tsx's hooks are per thread, so register them here.
+    const entry = new URL('./consul-read-worker.ts', here).href;
+    const api = import.meta.resolve('tsx/esm/api');
+    const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+    return new Worker(code, { eval: true, workerData: data });
+  }
+  return new Worker(new URL('./consul-read-worker.js', here), { workerData: data });
+}
+
+/** The reader thread (see the file comment). */
+export class ConsulReadThread implements ConsulReader {
+  private readonly data: ReaderData;
+  /** The running thread; undefined before the first request, after a crash and after close(). */
+  private worker: Worker | undefined;
+  /** Requests sent and not yet answered, by id. */
+  private readonly pending = new Map<number, Pending>();
+  /** Candidates of the last answer read by the current thread, by the thread's ids. */
+  private known = new Map<number, WorkerCandidate>();
+  private nextId = 1;
+  private closed = false;
+  /** True once the thread answered anything: a thread that never did may not be able to start here. */
+  answered = false;
+
+  constructor(config: ConsulClientConfig, policy: ConsulWorkerPolicy) {
+    this.data = {
+      address: config.address.href,
+      token: config.token,
+      tls: config.tls,
+      maxResponseBytes: config.maxResponseBytes,
+      policy,
+    };
+  }
+
+  /**
+   * `GET /v1/health/service/:service` through the thread. Resolves (never rejects) with the
+   * answer or its coded error; an abort resolves at once with an error (the thread drops the request).
+   */
+  health(query: HealthQuery, r: ReadRequest): Promise<ReaderAnswer | WorkerResolverError> {
+    if (this.closed) {
+      return Promise.resolve(new WorkerResolverError(ErrorCode.CONSUL_READER, 'the Consul reader thread is closed'));
+    }
+    const worker = this.ensure();
+    const id = this.nextId;
+    this.nextId += 1;
+    return new Promise((resolve) => {
+      const onAbort = (): void => {
+        this.settle(id, new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request aborted'));
+        this.worker?.postMessage({ type: 'abort', id } satisfies ReaderRequest);
+      };
+      this.pending.set(id, { resolve, fresh: new Map(), onAbort, signal: r.signal });
+      r.signal.addEventListener('abort', onAbort, { once: true });
+      worker.ref();
+      worker.postMessage({
+        type: 'health',
+        id,
+        query,
+        index: r.index,
+        waitMs: r.waitMs,
+        timeoutMs: r.timeoutMs,
+        compareBody: r.compareBody,
+      } satisfies ReaderRequest);
+      if (r.signal.aborted) onAbort();
+    });
+  }
+
+  /** Makes the thread forget its last body (the next answer is read in full). */
+  reset(): void {
+    this.worker?.postMessage({ type: 'reset' } satisfies ReaderRequest);
+  }
+
+  /** Tests: makes the thread throw, as a bug in it would. */
+  crashForTests(): void {
+    this.worker?.postMessage({ type: 'crash' } satisfies ReaderRequest);
+  }
+
+  /** Ends every pending request and terminates the thread. Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const worker = this.worker;
+    this.worker = undefined;
+    this.fail(new WorkerResolverError(ErrorCode.CONSUL_READER, 'the Consul reader thread is closed'));
+    if (worker !== undefined) await worker.terminate();
+  }
+
+  private ensure(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    const worker = startWorker(this.data);
+    worker.unref();
+    this.known = new Map();
+    worker.on('message', (m: ReaderReply) => this.onMessage(m));
+    const lost = (why: string): void => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.fail(new WorkerResolverError(ErrorCode.CONSUL_READER, `the Consul reader thread stopped (${why})`));
+    };
+    worker.on('error', (err: Error) => lost(err.message));
+    worker.on('exit', (code) => lost(`exit code ${code}`));
+    this.worker = worker;
+    return worker;
+  }
+
+  private fail(error: WorkerResolverError): void {
+    for (const id of [...this.pending.keys()]) this.settle(id, error);
+  }
+
+  private settle(id: number, value: ReaderAnswer | WorkerResolverError): void {
+    const p = this.pending.get(id);
+    if (p === undefined) return;
+    this.pending.delete(id);
+    p.signal.removeEventListener('abort', p.onAbort);
+    if (this.pending.size === 0) this.worker?.unref();
+    p.resolve(value);
+  }
+
+  private onMessage(m: ReaderReply): void {
+    this.answered = true;
+    const p = this.pending.get(m.id);
+    if (m.type === 'fresh') {
+      if (p !== undefined) for (const [id, c] of m.fresh) p.fresh.set(id, c);
+      else for (const [id, c] of m.fresh) this.known.set(id, c);
+      return;
+    }
+    if (m.type === 'error') {
+      const details = {
+        ...(m.status === undefined ? {} : { status: m.status }),
+        ...(m.retryAfterMs === undefined ? {} : { retryAfterMs: m.retryAfterMs }),
+      };
+      return this.settle(m.id, new WorkerResolverError(m.code as ErrorCodeValue, m.message, details));
+    }
+    const head: Head = {
+      index: m.index,
+      knownLeader: m.knownLeader,
+      lastContactMs: m.lastContactMs,
+      filteredByAcls: m.filteredByAcls,
+    };
+    if (m.body === 'unread') return this.settle(m.id, { ...head, body: 'unread' });
+    if (m.body === 'same') return this.settle(m.id, { ...head, body: 'same' });
+    // The thread read this body: its candidates are now the reference, whether or not this
+    // request is still wanted. `known` is updated in place (no per-answer map of 10,000).
+    const known = this.known;
+    if (p !== undefined) for (const [id, c] of p.fresh) known.set(id, c);
+    for (const [id, c] of m.fresh) known.set(id, c);
+    for (const id of m.removed) known.delete(id);
+    const workers: WorkerCandidate[] = new Array<WorkerCandidate>(m.order.length);
+    for (let i = 0; i < m.order.length; i += 1) {
+      const c = known.get(m.order[i] as number);
+      if (c === undefined) {
+        // Cannot happen with one thread; if it did, the ids are out of step: start over.
+        this.reset();
+        this.known = new Map();
+        return this.settle(
+          m.id,
+          new WorkerResolverError(ErrorCode.CONSUL_READER, 'the Consul reader thread referred to an unknown entry'),
+        );
+      }
+      workers[i] = c;
+    }
+    this.settle(m.id, { ...head, body: 'read', workers, rejected: m.rejected });
+  }
+}
