@@ -33,7 +33,30 @@ const check = env['WORKER_CHECK'] ?? 'http';
 if (check !== 'http' && check !== 'ttl') throw new TypeError('WORKER_CHECK must be http or ttl');
 const wildcard = host === '0.0.0.0' || host === '::';
 
-const worker = await startExampleWorker({
+// Signal handlers first: the worker logs "registered" (and may pass its TTL check) before
+// startExampleWorker returns, and a SIGTERM in that window must still drain, not kill.
+const state: { worker?: Awaited<ReturnType<typeof startExampleWorker>>; stopRequested: boolean } = {
+  stopRequested: false,
+};
+// Stop on the first signal; a second one falls through to Node's default (exit at once).
+const stop = (): void => {
+  const w = state.worker;
+  if (w === undefined) {
+    state.stopRequested = true;
+    return;
+  }
+  w.close().then(
+    () => (process.exitCode = 0),
+    (err: unknown) => {
+      console.error(`worker ${w.id}: ${String(err)}`);
+      process.exitCode = 1;
+    },
+  );
+};
+process.once('SIGTERM', stop);
+process.once('SIGINT', stop);
+
+state.worker = await startExampleWorker({
   consul: env['CONSUL_HTTP_ADDR'] ?? 'http://127.0.0.1:8500',
   ...(env['CONSUL_HTTP_TOKEN'] ? { token: env['CONSUL_HTTP_TOKEN'] } : {}),
   ...(env['WORKER_SERVICE'] ? { service: env['WORKER_SERVICE'] } : {}),
@@ -45,16 +68,4 @@ const worker = await startExampleWorker({
   tags: (env['WORKER_TAGS'] ?? 'example').split(',').filter((t) => t !== ''),
   log: (line) => console.log(line),
 });
-
-// Stop on the first signal; a second one falls through to Node's default (exit at once).
-const stop = (): void => {
-  worker.close().then(
-    () => (process.exitCode = 0),
-    (err: unknown) => {
-      console.error(`worker ${worker.id}: ${String(err)}`);
-      process.exitCode = 1;
-    },
-  );
-};
-process.once('SIGTERM', stop);
-process.once('SIGINT', stop);
+if (state.stopRequested) stop();

@@ -100,11 +100,8 @@ describe('worker-resolver demo', () => {
         const { code, summaryAt, exitAt } = await run.exited;
         const out = run.out();
         assert.equal(code, 0, `${out}\n${run.err()}`);
-        // The CLI would force an exit 3 s after the demo returns; a prompt exit means no handle was left.
-        assert.ok(
-          exitAt - summaryAt < 1500,
-          `exited ${exitAt - summaryAt} ms after the summary: a handle was left open`,
-        );
+        // The CLI forces an exit 3 s after the demo returns only if a handle still holds the process, and says so.
+        assert.doesNotMatch(run.err(), /ERR_HANDLE_LEFT/, `a handle was left open (${exitAt - summaryAt} ms)`);
 
         const lines = out.split('\n');
         const jobs = lines.filter((l) => /\] job q\d+ +snapshot v\d+ \(consul, \d+ workers\) +OK /.test(l));
@@ -141,8 +138,11 @@ describe('worker-resolver demo', () => {
       assert.equal(signal, null, 'it handled the signal instead of dying of it');
       assert.equal(code, 0, `${run.out()}\n${run.err()}`);
       assert.match(run.out(), /demo stopped after/);
-      assert.ok(exitAt - summaryAt < 1500, 'a prompt exit: nothing left open');
-      assert.equal(run.err(), '');
+      assert.equal(
+        run.err(),
+        '',
+        `nothing left open, nothing on stderr (exit ${exitAt - summaryAt} ms after the summary)`,
+      );
     } finally {
       if (run.child.exitCode === null) run.child.kill('SIGKILL');
     }

@@ -96,9 +96,14 @@ async function main(argv: readonly string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
-    // Everything was closed; if a stray handle still held the loop, exit anyway (unref'd:
-    // this timer alone never keeps the process alive).
-    setTimeout(() => process.exit(code), 3_000).unref();
+    // Everything was closed; if a stray handle still held the loop, say so and exit anyway
+    // (unref'd: this timer alone never keeps the process alive, so it fires only for a leak).
+    setTimeout(() => {
+      process.stderr.write(
+        'worker-resolver: something still held the process 3 s after the command finished; exiting anyway (ERR_HANDLE_LEFT)\n',
+      );
+      process.exit(code);
+    }, 3_000).unref();
   },
   (err: unknown) => {
     const usage = err instanceof CliUsageError || err instanceof InvalidOptionError;
