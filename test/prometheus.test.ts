@@ -238,8 +238,23 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     };
     const workersNow = resolver.snapshot().workers.length;
     assert.ok(workersNow >= 3);
-    assert.equal(await scalar('sum(worker_resolver_workers{instance="$instance"})'), workersNow);
-    assert.equal(await scalar('worker_resolver_stage_task_cap{instance="$instance"}'), workersNow);
+    // Prometheus scrapes once a second: the last change may not be stored yet, so wait for the scrape that has it.
+    const settled = async (expr: string): Promise<number> => {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const v = await scalar(expr);
+        if (v === resolver.snapshot().workers.length || Date.now() > deadline) return v;
+        await delay(250);
+      }
+    };
+    assert.equal(
+      await settled('sum(worker_resolver_workers{instance="$instance"})'),
+      resolver.snapshot().workers.length,
+    );
+    assert.equal(
+      await settled('worker_resolver_stage_task_cap{instance="$instance"}'),
+      resolver.snapshot().workers.length,
+    );
     assert.ok((await scalar('sum(increase(worker_resolver_worker_changes_total[5m]))')) > 0);
 
     // Alert rules: loaded by Prometheus, evaluated without error, and their expressions run.
