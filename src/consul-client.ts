@@ -95,6 +95,34 @@ export interface HealthResponse {
   readonly filteredByAcls: boolean;
 }
 
+/** The headers of an answer that the readers pass on, whether or not they read its body. */
+export interface AnswerHead {
+  readonly index: number | undefined;
+  readonly knownLeader: boolean | undefined;
+  readonly lastContactMs: number | undefined;
+  readonly filteredByAcls: boolean;
+}
+
+/** The {@link AnswerHead} of a response. */
+export function answerHead(r: AnswerHead): AnswerHead {
+  return {
+    index: r.index,
+    knownLeader: r.knownLeader,
+    lastContactMs: r.lastContactMs,
+    filteredByAcls: r.filteredByAcls,
+  };
+}
+
+/**
+ * True when an answer's body is not to be read: it has no index (the source reports it as
+ * malformed), it is ACL-filtered (an ACL error), or a blocking request's index did not move.
+ */
+export function leaveUnread(head: AnswerHead, requestIndex: number): boolean {
+  return (
+    head.index === undefined || head.filteredByAcls || (requestIndex > 0 && Math.max(1, head.index) === requestIndex)
+  );
+}
+
 /** The narrow slice of the papi client (`consul._get`) we use; not in the package's typings. */
 interface PapiRequest {
   name: string;

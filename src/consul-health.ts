@@ -39,7 +39,8 @@ export interface ParsedHealth {
 
 type Json = Record<string, unknown>;
 
-const MAINTENANCE_CHECK = /^(_service_maintenance:|_node_maintenance$)/;
+/** The CheckID of Consul's maintenance checks (service: `_service_maintenance:<id>`; node: `_node_maintenance`). */
+export const MAINTENANCE_CHECK = /^(_service_maintenance:|_node_maintenance$)/;
 const SCHEME = /^[a-z][a-z0-9+.-]*$/;
 /** The last label is decimal or 0x-hex: WHATWG URL would parse the host as an IPv4 number. */
 const ENDS_IN_NUMBER = /(^|\.)(\d+|0x[0-9a-f]*)$/i;

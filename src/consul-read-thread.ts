@@ -14,6 +14,7 @@
  * last answer read, so an unchanged entry is the same object on this side too.
  */
 import { Worker } from 'node:worker_threads';
+import { answerHead } from './consul-client.js';
 import type { ConsulClientConfig, ConsulTlsOptions, HealthQuery } from './consul-client.js';
 import type { ConsulWorkerPolicy } from './consul-health.js';
 import type { ConsulReader, Head, ReadRequest, ReaderAnswer } from './consul-reader.js';
@@ -210,12 +211,7 @@ export class ConsulReadThread implements ConsulReader {
       };
       return this.settle(m.id, new WorkerResolverError(m.code as ErrorCodeValue, m.message, details));
     }
-    const head: Head = {
-      index: m.index,
-      knownLeader: m.knownLeader,
-      lastContactMs: m.lastContactMs,
-      filteredByAcls: m.filteredByAcls,
-    };
+    const head: Head = answerHead(m);
     if (m.body === 'unread') return this.settle(m.id, { ...head, body: 'unread' });
     if (m.body === 'same') return this.settle(m.id, { ...head, body: 'same' });
     // The thread read this body: its candidates are now the reference, whether or not this

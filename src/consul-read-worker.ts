@@ -16,7 +16,7 @@
  * incremental.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { ConsulHealthClient } from './consul-client.js';
+import { ConsulHealthClient, answerHead, leaveUnread } from './consul-client.js';
 import type { HealthQuery } from './consul-client.js';
 import { IncrementalHealthParser } from './consul-health-incremental.js';
 import type { ReaderData, ReaderReply, ReaderRequest } from './consul-read-thread.js';
@@ -57,15 +57,8 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
       timeoutMs: m.timeoutMs,
       signal: abort.signal,
     });
-    const head = {
-      index: r.index,
-      knownLeader: r.knownLeader,
-      lastContactMs: r.lastContactMs,
-      filteredByAcls: r.filteredByAcls,
-    };
-    if (r.index === undefined || r.filteredByAcls || (m.index > 0 && Math.max(1, r.index) === m.index)) {
-      return send({ type: 'answer', id, ...head, body: 'unread' });
-    }
+    const head = answerHead(r);
+    if (leaveUnread(head, m.index)) return send({ type: 'answer', id, ...head, body: 'unread' });
     if (m.compareBody && parser.isLastBody(r.body)) return send({ type: 'answer', id, ...head, body: 'same' });
     const parsed = parser.parse(r.body);
     const order = new Int32Array(parsed.workers.length);

@@ -6,8 +6,8 @@
  * of it in a `worker_threads` worker) and {@link AutoConsulReader} (the default: in-thread
  * until an answer of 1 MiB, then the thread).
  */
-import { ConsulHealthClient } from './consul-client.js';
-import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
+import { ConsulHealthClient, answerHead, leaveUnread } from './consul-client.js';
+import type { AnswerHead, ConsulClientConfig, HealthQuery } from './consul-client.js';
 import type { ConsulWorkerPolicy } from './consul-health.js';
 import { IncrementalHealthParser } from './consul-health-incremental.js';
 import { ConsulReadThread } from './consul-read-thread.js';
@@ -15,12 +15,7 @@ import { ErrorCode, WorkerResolverError } from './errors.js';
 import type { WorkerCandidate } from './source.js';
 
 /** The headers every answer carries. */
-export interface Head {
-  readonly index: number | undefined;
-  readonly knownLeader: boolean | undefined;
-  readonly lastContactMs: number | undefined;
-  readonly filteredByAcls: boolean;
-}
+export type Head = AnswerHead;
 
 /** One answer as the source uses it. */
 export type ReaderAnswer = Head &
@@ -80,19 +75,8 @@ export class InThreadConsulReader implements ConsulReader {
         : new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request failed', { cause: err });
     }
     this.lastBodyBytes = response.body.length;
-    const head: Head = {
-      index: response.index,
-      knownLeader: response.knownLeader,
-      lastContactMs: response.lastContactMs,
-      filteredByAcls: response.filteredByAcls,
-    };
-    if (
-      response.index === undefined ||
-      response.filteredByAcls ||
-      (r.index > 0 && Math.max(1, response.index) === r.index)
-    ) {
-      return { ...head, body: 'unread' };
-    }
+    const head = answerHead(response);
+    if (leaveUnread(head, r.index)) return { ...head, body: 'unread' };
     if (r.compareBody && this.parser.isLastBody(response.body)) return { ...head, body: 'same' };
     try {
       const parsed = await this.parser.parseChunked(response.body, READ_SLICE_MS, r.signal);

@@ -126,8 +126,13 @@ export class WorkerResolverError extends Error {
 
   /** The bounded `error_type` label for metrics and spans. */
   get errorType(): ErrorType {
-    return ERROR_TYPES[this.code];
+    return errorTypeOf(this.code);
   }
+}
+
+/** The bounded `error_type` of an error code. */
+export function errorTypeOf(code: ErrorCodeValue): ErrorType {
+  return ERROR_TYPES[code];
 }
 
 /**

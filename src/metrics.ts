@@ -17,7 +17,7 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { ErrorType } from './errors.js';
-import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
+import { ErrorCode, InvalidOptionError, errorTypeOf } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import { taskCap } from './planner.js';
 import type { StagePlan } from './planner.js';
@@ -68,7 +68,7 @@ const SOURCE_ERROR_TYPES: Readonly<Record<'consul' | 'dns', readonly ErrorType[]
     ...new Set(
       Object.values(ErrorCode)
         .filter((code) => code.startsWith(prefix))
-        .map((code) => new WorkerResolverError(code, '').errorType),
+        .map((code) => errorTypeOf(code)),
     ),
   ];
   return { consul: of('ERR_CONSUL_'), dns: of('ERR_DNS_') };

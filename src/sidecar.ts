@@ -92,6 +92,12 @@ const UNLINTED_DEFAULT_METRICS = [
 const ROUTES = new Set(['/v1/workers', '/metrics', '/healthz', '/readyz']);
 /** What a client is told to wait before asking again while no snapshot exists, in seconds. */
 const NOT_READY_RETRY_AFTER_S = 1;
+/** The `/v1/workers` answer while no snapshot exists (the same for every request). */
+const NOT_READY_BODY = `${JSON.stringify({
+  error: 'no worker snapshot yet: the resolver has not had a first answer from any source',
+  code: 'ERR_NOT_READY',
+  index: 0,
+})}\n`;
 
 /** A held `GET /v1/workers?index=N` request. */
 interface LongPoll {
@@ -100,14 +106,14 @@ interface LongPoll {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** The JSON body of `/v1/workers`, built and encoded once per snapshot object. */
+/** The JSON body of `/v1/workers`, built and encoded once per snapshot object (version ≥ 1: before, the answer is a 503). */
 function workersBody(s: WorkerSnapshot): Buffer {
   return Buffer.from(
     `${JSON.stringify({
       index: s.version,
       source: s.source,
       stale: s.stale,
-      updatedAt: s.version === 0 ? null : new Date(s.updatedAt).toISOString(),
+      updatedAt: new Date(s.updatedAt).toISOString(),
       workers: s.workers.map((w) => ({
         url: w.url.href,
         id: w.id,
@@ -329,11 +335,7 @@ class SidecarServer implements Sidecar {
     if (snapshot.version === 0) {
       res.setHeader('X-Worker-Resolver-Index', '0');
       res.setHeader('Retry-After', String(NOT_READY_RETRY_AFTER_S));
-      return this.sendJson(
-        res,
-        503,
-        `${JSON.stringify({ error: 'no worker snapshot yet: the resolver has not had a first answer from any source', code: 'ERR_NOT_READY', index: 0 })}\n`,
-      );
+      return this.sendJson(res, 503, NOT_READY_BODY);
     }
     if (this.cache?.snapshot !== snapshot) this.cache = { snapshot, body: workersBody(snapshot) };
     res.setHeader('X-Worker-Resolver-Index', String(snapshot.version));

@@ -1,14 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
-import net from 'node:net';
-import * as dnsPacket from 'dns-packet';
-import type { Answer, DecodedPacket, Packet, RecordType, SrvData } from 'dns-packet';
+import type { Answer, RecordType, SrvData } from 'dns-packet';
 import { ConsulDnsServer } from '../src/testing/consul-dns.js';
+import { dnsQuery } from './helpers/dns-query.js';
+import type { DnsAnswer } from './helpers/dns-query.js';
 import type { DnsServiceInstance } from '../src/testing/consul-dns.js';
 
-/** Sends one hand-built query, so the test controls EDNS and transport exactly. */
-async function ask(
+/** One hand-built query to the double (see helpers/dns-query.ts), so the test controls EDNS and transport exactly. */
+function ask(
   server: ConsulDnsServer,
   name: string,
   type: RecordType,
@@ -17,56 +16,12 @@ async function ask(
     edns = false,
     timeoutMs = 2000,
   }: { transport?: 'udp' | 'tcp'; edns?: boolean; timeoutMs?: number } = {},
-): Promise<DecodedPacket & { rcode: string }> {
-  const query: Packet = {
-    type: 'query',
-    id: 4242,
-    flags: dnsPacket.RECURSION_DESIRED,
-    questions: [{ type, name }],
-    additionals: edns
-      ? [
-          {
-            type: 'OPT',
-            name: '.',
-            udpPayloadSize: 4096,
-            extendedRcode: 0,
-            ednsVersion: 0,
-            flags: 0,
-            flag_do: false,
-            options: [],
-          },
-        ]
-      : [],
-  };
-  const packet = dnsPacket.encode(query);
-  const raw = await new Promise<Buffer>((resolve, reject) => {
-    let close = (): void => {};
-    const timer = setTimeout(() => {
-      close();
-      reject(new Error('no answer'));
-    }, timeoutMs);
-    const done = (message: Buffer): void => {
-      clearTimeout(timer);
-      close();
-      resolve(message);
-    };
-    if (transport === 'udp') {
-      const socket = dgram.createSocket('udp4');
-      close = () => socket.close();
-      socket.on('message', done);
-      socket.send(packet, server.port, server.host);
-      return;
-    }
-    const socket = net.connect(server.port, server.host);
-    close = () => socket.destroy();
-    let buffered = Buffer.alloc(0);
-    socket.on('connect', () => socket.write(dnsPacket.streamEncode(query)));
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      if (buffered.length >= 2 && buffered.length >= buffered.readUInt16BE(0) + 2) done(buffered.subarray(2));
-    });
+): Promise<DnsAnswer> {
+  return dnsQuery(`${server.host}:${server.port}`, name, type, {
+    transport,
+    timeoutMs,
+    ...(edns ? { ednsSize: 4096 } : {}),
   });
-  return dnsPacket.decode(raw) as DecodedPacket & { rcode: string };
 }
 
 function instance(i: number, extra: Partial<DnsServiceInstance> = {}): DnsServiceInstance {

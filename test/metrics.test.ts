@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry, register as globalRegister } from 'prom-client';
-import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
+import { ErrorCode, InvalidOptionError, WorkerResolverError, errorTypeOf } from '../src/errors.js';
 import type { RefreshEvent } from '../src/events.js';
 import { createResolverMetrics } from '../src/metrics.js';
 import type { ResolverMetrics } from '../src/metrics.js';
@@ -130,7 +130,7 @@ describe('metrics: the DESIGN §7 contract', () => {
       new Set(
         Object.values(ErrorCode)
           .filter((c) => c.startsWith(prefix))
-          .map((c) => new WorkerResolverError(c, '').errorType),
+          .map((c) => errorTypeOf(c)),
       );
     assert.equal(
       all.get('worker_resolver_source_errors_total')?.values.length,

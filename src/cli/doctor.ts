@@ -22,7 +22,7 @@
 import { getServers } from 'node:dns';
 import { systemClock } from '../clock.js';
 import { ConsulHealthClient } from '../consul-client.js';
-import { parseHealthBody } from '../consul-health.js';
+import { MAINTENANCE_CHECK, parseHealthBody } from '../consul-health.js';
 import { parseDnsServer, query } from '../dns-client.js';
 import type { DnsServer } from '../dns-client.js';
 import { isWorkerResolverError } from '../errors.js';
@@ -204,7 +204,7 @@ function countStates(entries: unknown[]): Record<'passing' | 'warning' | 'critic
   for (const entry of entries) {
     const checks = (entry as { Checks?: unknown } | null)?.Checks;
     const list = Array.isArray(checks) ? (checks as { CheckID?: unknown; Status?: unknown }[]) : [];
-    const maintenance = list.some((c) => /^(_service_maintenance:|_node_maintenance$)/.test(String(c.CheckID)));
+    const maintenance = list.some((c) => MAINTENANCE_CHECK.test(String(c.CheckID)));
     const statuses = list.map((c) => c.Status);
     const state = maintenance
       ? 'maintenance'
@@ -234,7 +234,7 @@ function unhealthyInstances(entries: readonly unknown[]): string[] {
       Checks?: { CheckID?: unknown; Name?: unknown; Status?: unknown; Output?: unknown; Notes?: unknown }[];
     } | null;
     const checks = Array.isArray(e?.Checks) ? e.Checks : [];
-    const maintenance = checks.find((c) => /^(_service_maintenance:|_node_maintenance$)/.test(text(c.CheckID)));
+    const maintenance = checks.find((c) => MAINTENANCE_CHECK.test(text(c.CheckID)));
     const failing =
       maintenance ?? checks.find((c) => c.Status === 'critical') ?? checks.find((c) => c.Status === 'warning');
     if (failing === undefined) continue;

@@ -50,7 +50,7 @@ export async function dnsQuery(
     let close = (): void => {};
     const timer = setTimeout(() => {
       close();
-      reject(new Error(`no DNS answer from ${addr} over ${transport} for ${name} ${type}`));
+      reject(new Error(`no answer from the DNS server ${addr} over ${transport} for ${name} ${type}`));
     }, timeoutMs);
     const done = (message: Buffer): void => {
       clearTimeout(timer);
