@@ -10,8 +10,10 @@
  * ends with `ERR_CONSUL_READER` — the source backs off and keeps its last good set — and the
  * next request starts a new thread (which reads its first answer in full).
  *
- * Candidates cross as ids (see the worker's comment): `known` holds the candidates of the
- * last answer read, so an unchanged entry is the same object on this side too.
+ * Candidates cross as runs (see the worker's comment): `last` holds the candidates of the
+ * last answer read, so an unchanged entry is the same object on this side too, and the
+ * answer carries its edit from `last` (what was removed, what was added) for the engine's
+ * incremental build.
  */
 import { Worker } from 'node:worker_threads';
 import { answerHead } from './consul-client.js';
@@ -20,7 +22,7 @@ import type { ConsulWorkerPolicy } from './consul-health.js';
 import type { ConsulReader, Head, ReadRequest, ReaderAnswer } from './consul-reader.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
 import type { ErrorCodeValue } from './errors.js';
-import type { WorkerCandidate } from './source.js';
+import type { CandidateEdit, WorkerCandidate } from './source.js';
 
 /** What the thread is started with. */
 export interface ReaderData {
@@ -48,17 +50,20 @@ export type ReaderRequest =
 
 /** Thread → main. */
 export type ReaderReply =
-  | { readonly type: 'fresh'; readonly id: number; readonly fresh: readonly [number, WorkerCandidate][] }
+  | { readonly type: 'fresh'; readonly id: number; readonly fresh: readonly WorkerCandidate[] }
   | (Head & { readonly type: 'answer'; readonly id: number; readonly body: 'unread' })
   | (Head & { readonly type: 'answer'; readonly id: number; readonly body: 'same' })
   | (Head & {
       readonly type: 'answer';
       readonly id: number;
       readonly body: 'read';
-      readonly order: Int32Array;
-      readonly fresh: readonly [number, WorkerCandidate][];
-      /** Ids of the previous answer read that this one no longer has. */
-      readonly removed: Int32Array;
+      /**
+       * The answer's candidates in order, as pairs (from, length): `length` candidates of the
+       * previous answer read from position `from`, or, for `from` = -1, the next `length`
+       * fresh candidates (those sent ahead in `fresh` messages, then this message's).
+       */
+      readonly runs: Int32Array;
+      readonly fresh: readonly WorkerCandidate[];
       readonly rejected: number;
     })
   | {
@@ -72,8 +77,6 @@ export type ReaderReply =
 
 interface Pending {
   readonly resolve: (answer: ReaderAnswer | WorkerResolverError) => void;
-  /** Candidates received ahead of the answer (a large first answer comes in several messages). */
-  readonly fresh: Map<number, WorkerCandidate>;
   readonly onAbort: () => void;
   readonly signal: AbortSignal;
 }
@@ -98,8 +101,14 @@ export class ConsulReadThread implements ConsulReader {
   private worker: Worker | undefined;
   /** Requests sent and not yet answered, by id. */
   private readonly pending = new Map<number, Pending>();
-  /** Candidates of the last answer read by the current thread, by the thread's ids. */
-  private known = new Map<number, WorkerCandidate>();
+  /** Candidates of the last answer read by the current thread, in its order. */
+  private last: readonly WorkerCandidate[] = [];
+  /**
+   * Candidates sent ahead of their answer, by request id (a large first answer comes in
+   * several messages); kept even if the request was aborted meanwhile, since the answer
+   * still becomes `last`.
+   */
+  private readonly ahead = new Map<number, WorkerCandidate[]>();
   private nextId = 1;
   private closed = false;
   /** True once the thread answered anything: a thread that never did may not be able to start here. */
@@ -131,7 +140,7 @@ export class ConsulReadThread implements ConsulReader {
         this.settle(id, new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request aborted'));
         this.worker?.postMessage({ type: 'abort', id } satisfies ReaderRequest);
       };
-      this.pending.set(id, { resolve, fresh: new Map(), onAbort, signal: r.signal });
+      this.pending.set(id, { resolve, onAbort, signal: r.signal });
       r.signal.addEventListener('abort', onAbort, { once: true });
       worker.ref();
       worker.postMessage({
@@ -170,7 +179,8 @@ export class ConsulReadThread implements ConsulReader {
     if (this.worker !== undefined) return this.worker;
     const worker = startWorker(this.data);
     worker.unref();
-    this.known = new Map();
+    this.last = [];
+    this.ahead.clear();
     worker.on('message', (m: ReaderReply) => this.onMessage(m));
     const lost = (why: string): void => {
       if (this.worker !== worker) return;
@@ -198,12 +208,14 @@ export class ConsulReadThread implements ConsulReader {
 
   private onMessage(m: ReaderReply): void {
     this.answered = true;
-    const p = this.pending.get(m.id);
     if (m.type === 'fresh') {
-      if (p !== undefined) for (const [id, c] of m.fresh) p.fresh.set(id, c);
-      else for (const [id, c] of m.fresh) this.known.set(id, c);
+      const ahead = this.ahead.get(m.id);
+      if (ahead === undefined) this.ahead.set(m.id, [...m.fresh]);
+      else ahead.push(...m.fresh);
       return;
     }
+    const ahead = this.ahead.get(m.id);
+    this.ahead.delete(m.id);
     if (m.type === 'error') {
       const details = {
         ...(m.status === undefined ? {} : { status: m.status }),
@@ -215,25 +227,62 @@ export class ConsulReadThread implements ConsulReader {
     if (m.body === 'unread') return this.settle(m.id, { ...head, body: 'unread' });
     if (m.body === 'same') return this.settle(m.id, { ...head, body: 'same' });
     // The thread read this body: its candidates are now the reference, whether or not this
-    // request is still wanted. `known` is updated in place (no per-answer map of 10,000).
-    const known = this.known;
-    if (p !== undefined) for (const [id, c] of p.fresh) known.set(id, c);
-    for (const [id, c] of m.fresh) known.set(id, c);
-    for (const id of m.removed) known.delete(id);
-    const workers: WorkerCandidate[] = new Array<WorkerCandidate>(m.order.length);
-    for (let i = 0; i < m.order.length; i += 1) {
-      const c = known.get(m.order[i] as number);
-      if (c === undefined) {
-        // Cannot happen with one thread; if it did, the ids are out of step: start over.
-        this.reset();
-        this.known = new Map();
-        return this.settle(
-          m.id,
-          new WorkerResolverError(ErrorCode.CONSUL_READER, 'the Consul reader thread referred to an unknown entry'),
-        );
-      }
-      workers[i] = c;
+    // request is still wanted.
+    const fresh = ahead === undefined ? m.fresh : ahead.concat(m.fresh);
+    const read = applyRuns(this.last, m.runs, fresh);
+    if (read === undefined) {
+      // Cannot happen with one thread; if it did, the two sides are out of step: start over.
+      this.reset();
+      this.last = [];
+      return this.settle(
+        m.id,
+        new WorkerResolverError(ErrorCode.CONSUL_READER, 'the Consul reader thread referred to an unknown entry'),
+      );
     }
-    this.settle(m.id, { ...head, body: 'read', workers, rejected: m.rejected });
+    this.last = read.workers;
+    this.settle(m.id, {
+      ...head,
+      body: 'read',
+      workers: read.workers,
+      rejected: m.rejected,
+      ...(read.edit === undefined ? {} : { edit: read.edit }),
+    });
   }
+}
+
+/**
+ * Rebuilds an answer from its runs over `last` (see {@link ReaderReply}) with slices, and
+ * its edit from `last` when the runs copy no entry of `last` twice (otherwise the engine
+ * finds the changes itself). Undefined if the runs do not fit `last` and `fresh`.
+ */
+export function applyRuns(
+  last: readonly WorkerCandidate[],
+  runs: Int32Array,
+  fresh: readonly WorkerCandidate[],
+): { workers: WorkerCandidate[]; edit: CandidateEdit | undefined } | undefined {
+  const parts: (readonly WorkerCandidate[])[] = [];
+  const copied = new Uint8Array(last.length);
+  let overlap = false;
+  let next = 0;
+  for (let r = 0; r + 1 < runs.length; r += 2) {
+    const from = runs[r] as number;
+    const length = runs[r + 1] as number;
+    if (length <= 0) return undefined;
+    if (from === -1) {
+      if (next + length > fresh.length) return undefined;
+      parts.push(fresh.slice(next, next + length));
+      next += length;
+    } else {
+      if (from < 0 || from + length > last.length) return undefined;
+      parts.push(last.slice(from, from + length));
+      if (copied.subarray(from, from + length).includes(1)) overlap = true;
+      copied.fill(1, from, from + length);
+    }
+  }
+  if (next !== fresh.length || runs.length % 2 !== 0) return undefined;
+  const workers = parts.length === 1 ? (parts[0] as WorkerCandidate[]) : ([] as WorkerCandidate[]).concat(...parts);
+  if (overlap) return { workers, edit: undefined };
+  const removed: WorkerCandidate[] = [];
+  for (let at = copied.indexOf(0); at !== -1; at = copied.indexOf(0, at + 1)) removed.push(last[at] as WorkerCandidate);
+  return { workers, edit: { from: last, removed, added: fresh } };
 }

@@ -1,8 +1,8 @@
 /**
  * The body of the Consul reader thread (see `consul-read-thread.ts`): it makes the health
  * requests, receives their bodies, compares them with the last one and reads what changed,
- * and posts back only what the main thread needs — the order of the answer's candidates as
- * ids, and the candidates it has not sent before.
+ * and posts back only what the main thread needs: the answer as runs over the previous
+ * answer read (see `runs` in `consul-read-thread.ts`) and the candidates it does not have.
  *
  * Why a thread: receiving a 10 MiB body allocates ~20 MiB outside the V8 heap (the HTTP
  * chunks, then their concatenation). On the main thread that external-memory pressure makes
@@ -10,10 +10,11 @@
  * the longest event-loop stalls at 10,000 instances. Here they happen in this isolate's own
  * heap and GC.
  *
- * Ids: a candidate object is reused by the incremental reader for an unchanged entry, so it
- * keeps its id (a WeakMap from candidate to id); the main thread keeps the candidates of the
- * last answer by id and thereby hands the engine the same objects, which keeps its build
- * incremental.
+ * Runs: the incremental reader reuses the candidate object of an unchanged entry, so the
+ * position of each candidate in the previous answer (`lastPosition`) says which of the main
+ * thread's objects it is. An answer where one entry changed is then three runs and one
+ * candidate, whatever the number of instances, and the main thread's work per answer is
+ * proportional to what changed (issue #13).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ConsulHealthClient, answerHead, leaveUnread } from './consul-client.js';
@@ -37,10 +38,8 @@ const client = new ConsulHealthClient({
   maxResponseBytes: data.maxResponseBytes,
 });
 const parser = new IncrementalHealthParser(data.policy);
-const ids = new WeakMap<WorkerCandidate, number>();
-let nextId = 1;
-/** Ids of the last answer posted: what the main thread holds. */
-let lastIds = new Set<number>();
+/** Positions of the candidates of the last answer posted (what the main thread holds). */
+let lastPosition = new Map<WorkerCandidate, number>();
 const inFlight = new Map<number, AbortController>();
 
 function send(reply: ReaderReply): void {
@@ -61,38 +60,34 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
     if (leaveUnread(head, m.index)) return send({ type: 'answer', id, ...head, body: 'unread' });
     if (m.compareBody && parser.isLastBody(r.body)) return send({ type: 'answer', id, ...head, body: 'same' });
     const parsed = parser.parse(r.body);
-    const order = new Int32Array(parsed.workers.length);
-    let fresh: [number, WorkerCandidate][] = [];
+    const position = new Map<WorkerCandidate, number>();
+    const runs: number[] = [];
+    let fresh: WorkerCandidate[] = [];
+    // The current run: from position `runFrom` of the last answer (-1: fresh candidates), `runLength` long.
+    let runFrom = -1;
+    let runLength = 0;
     for (let i = 0; i < parsed.workers.length; i += 1) {
       const c = parsed.workers[i] as WorkerCandidate;
-      let cid = ids.get(c);
-      if (cid === undefined) {
-        cid = nextId;
-        nextId += 1;
-        ids.set(c, cid);
-        fresh.push([cid, c]);
+      position.set(c, i);
+      const at = lastPosition.get(c) ?? -1;
+      if (runLength > 0 && (at === -1 ? runFrom === -1 : runFrom !== -1 && runFrom + runLength === at)) {
+        runLength += 1;
+      } else {
+        if (runLength > 0) runs.push(runFrom, runLength);
+        runFrom = at;
+        runLength = 1;
+      }
+      if (at === -1) {
+        fresh.push(c);
         if (fresh.length === FRESH_PER_MESSAGE) {
           send({ type: 'fresh', id, fresh });
           fresh = [];
         }
       }
-      order[i] = cid;
     }
-    // What the main thread can drop: ids of the last answer that this one no longer has.
-    const now = new Set(order);
-    const removed: number[] = [];
-    for (const old of lastIds) if (!now.has(old)) removed.push(old);
-    lastIds = now;
-    send({
-      type: 'answer',
-      id,
-      ...head,
-      body: 'read',
-      order,
-      fresh,
-      removed: Int32Array.from(removed),
-      rejected: parsed.rejected,
-    });
+    if (runLength > 0) runs.push(runFrom, runLength);
+    lastPosition = position;
+    send({ type: 'answer', id, ...head, body: 'read', runs: Int32Array.from(runs), fresh, rejected: parsed.rejected });
   } catch (err) {
     const e = isWorkerResolverError(err)
       ? err
@@ -113,6 +108,8 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
 port.on('message', (m: ReaderRequest) => {
   if (m.type === 'health') void health(m.id, m.query, m);
   else if (m.type === 'abort') inFlight.get(m.id)?.abort();
-  else if (m.type === 'reset') parser.reset();
-  else if (m.type === 'crash') throw new Error('consul-read-worker: crash requested (tests)');
+  else if (m.type === 'reset') {
+    parser.reset();
+    lastPosition = new Map();
+  } else if (m.type === 'crash') throw new Error('consul-read-worker: crash requested (tests)');
 });

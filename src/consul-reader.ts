@@ -12,7 +12,7 @@ import type { ConsulWorkerPolicy } from './consul-health.js';
 import { IncrementalHealthParser } from './consul-health-incremental.js';
 import { ConsulReadThread } from './consul-read-thread.js';
 import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { WorkerCandidate } from './source.js';
+import type { CandidateEdit, WorkerCandidate } from './source.js';
 
 /** The headers every answer carries. */
 export type Head = AnswerHead;
@@ -22,7 +22,13 @@ export type ReaderAnswer = Head &
   (
     | { readonly body: 'unread' }
     | { readonly body: 'same' }
-    | { readonly body: 'read'; readonly workers: WorkerCandidate[]; readonly rejected: number }
+    | {
+        readonly body: 'read';
+        readonly workers: WorkerCandidate[];
+        readonly rejected: number;
+        /** From the reader thread: the answer as an edit of the previous one read. */
+        readonly edit?: CandidateEdit;
+      }
   );
 
 /** One request's settings. */

@@ -55,6 +55,8 @@ export interface EngineConfig {
 
 interface Answer {
   readonly workers: readonly Worker[];
+  /** `workers[i].url`, frozen (the snapshot's `urls`). */
+  readonly urls: readonly URL[];
   readonly index: number | undefined;
   /** Reused by the next build of the same source (unchanged workers keep their objects). */
   readonly cache: WorkerCache;
@@ -65,6 +67,8 @@ interface Answer {
 interface Pending {
   readonly source: SourceKind;
   readonly workers: readonly Worker[];
+  /** `workers[i].url`, frozen, when the build made it already. */
+  readonly urls?: readonly URL[];
   readonly index: number | undefined;
   /** The diff against `base`, when apply() already computed it; flush() reuses it if `base` is still current. */
   readonly diff?: WorkerDiff;
@@ -126,7 +130,7 @@ export class Engine {
       dns.start(this.sink);
     } else if (staticWorkers !== undefined) {
       const set = buildWorkerSet(staticWorkers);
-      this.schedulePublish({ source: 'static', workers: set.workers, index: undefined });
+      this.schedulePublish({ source: 'static', workers: set.workers, urls: set.urls, index: undefined });
     }
   }
 
@@ -168,10 +172,11 @@ export class Engine {
     let rejected = 0;
     if (outcome.ok) {
       if (!outcome.unchanged) {
-        const set = buildWorkerSet(outcome.workers, this.answers.get(source)?.cache);
+        const set = buildWorkerSet(outcome.workers, this.answers.get(source)?.cache, outcome.edit);
         rejected = outcome.rejected + set.rejected;
         this.answers.set(source, {
           workers: set.workers,
+          urls: set.urls,
           index: outcome.index,
           cache: set.cache,
           ...(set.changes === undefined ? {} : { changes: set.changes }),
@@ -263,7 +268,7 @@ export class Engine {
     if (!consulDown || !dnsDown) return;
     const set = buildWorkerSet(staticWorkers);
     this.emit('onFailover', { service: this.config.service, from: this.active, to: 'static', reason: 'last-resort' });
-    this.schedulePublish({ source: 'static', workers: set.workers, index: undefined });
+    this.schedulePublish({ source: 'static', workers: set.workers, urls: set.urls, index: undefined });
   }
 
   /** Applies the active source's latest answer to the snapshot (guard, then damping). */
@@ -285,6 +290,7 @@ export class Engine {
     this.schedulePublish({
       source,
       workers: answer.workers,
+      urls: answer.urls,
       index: answer.index,
       // Without a pending state the diff above is against the published snapshot: keep it for flush().
       ...(pending === undefined ? { diff, base: published } : {}),
@@ -372,6 +378,7 @@ export class Engine {
       version: previous.version + 1,
       source: next.source,
       workers: next.workers,
+      ...(next.urls === undefined ? {} : { urls: next.urls }),
       updatedAt: clock.now(),
       lastContactAt: next.source === 'static' ? clock.now() : contact,
       stale: false,

@@ -283,6 +283,7 @@ export class StaticWorkerResolver implements WorkerResolver {
       version: 1,
       source: 'static',
       workers: set.workers,
+      urls: set.urls,
       updatedAt: now,
       lastContactAt: now,
       stale: false,

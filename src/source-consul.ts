@@ -276,7 +276,14 @@ export class ConsulSource implements Source {
     if (answer.body === 'same') {
       return { workers: [], rejected: 0, index: answer.index, unchanged: true, sameBody: true, ...leader };
     }
-    return { workers: answer.workers, rejected: answer.rejected, index: answer.index, unchanged: false, ...leader };
+    return {
+      workers: answer.workers,
+      ...(answer.edit === undefined ? {} : { edit: answer.edit }),
+      rejected: answer.rejected,
+      index: answer.index,
+      unchanged: false,
+      ...leader,
+    };
   }
 
   private retryDelay(error: WorkerResolverError, backoff: Backoff): number {

@@ -58,6 +58,8 @@ export interface SourceAnswer {
   readonly source: SourceKind;
   /** The workers the source reports now (order irrelevant; the engine sorts and dedupes). */
   readonly workers: readonly WorkerCandidate[];
+  /** How `workers` differs from the source's previous answer, when the source knows it without a scan. */
+  readonly edit?: CandidateEdit;
   /** Entries the source dropped because they were not usable (bad address, bad port, ...). */
   readonly rejected: number;
   /** Consul's `X-Consul-Index` for this answer (Consul only). */
@@ -83,6 +85,19 @@ export interface SourceAnswer {
   readonly blocking: boolean;
   /** The HTTP request (Consul only). */
   readonly request?: RequestInfo;
+}
+
+/**
+ * An answer as an edit of the previous one: `workers` holds the very objects of `from`
+ * except `removed`, plus `added` (new objects), in any order. A source that can say so
+ * without looking at every entry (the Consul reader thread) lets the engine's build cost
+ * what changed instead of what is there; the engine uses it only if `from` is the list it
+ * built last, and checks it against its own records.
+ */
+export interface CandidateEdit {
+  readonly from: readonly WorkerCandidate[];
+  readonly removed: readonly WorkerCandidate[];
+  readonly added: readonly WorkerCandidate[];
 }
 
 /** A failed attempt. */

@@ -5,7 +5,23 @@
  */
 import { ImmutableUrl } from './immutable-url.js';
 import type { WorkerSet, Worker, WorkerDiff } from './snapshot.js';
-import type { WorkerCandidate } from './source.js';
+import type { CandidateEdit, WorkerCandidate } from './source.js';
+
+/**
+ * A build's workers sorted by href, their hrefs (`hrefs[i] === workers[i].url.href`) and
+ * URLs. Never changed once built, but not frozen: V8 slices a frozen array on a slow path
+ * (≈ 50× slower at 10,000 elements), and the next build is made of slices of these.
+ */
+interface SortedLists {
+  readonly workers: readonly Worker[];
+  readonly hrefs: readonly string[];
+  readonly urls: readonly URL[];
+}
+
+/** Frozen copies of a build's sorted workers and URLs, as handed out. */
+function publish(sorted: SortedLists): WorkerCache['published'] {
+  return { workers: Object.freeze(sorted.workers.slice()), urls: Object.freeze(sorted.urls.slice()) };
+}
 
 /** A candidate of the previous build and the worker it became; `stamp` = the last build that saw it. */
 interface CacheEntry {
@@ -29,9 +45,12 @@ export class WorkerCache {
   readonly byUrl: Map<string, Worker>;
   /** Workers by candidate object; undefined when the next build cannot be incremental. */
   readonly byCandidate: Map<WorkerCandidate, CacheEntry> | undefined;
-  /** The build's sorted workers and their hrefs (`hrefs[i] === workers[i].url.href`). */
-  readonly workers: readonly Worker[];
-  readonly hrefs: readonly string[];
+  /** The build's sorted lists, unfrozen (what the next incremental build slices). */
+  readonly sorted: SortedLists;
+  /** The build's frozen `workers` and `urls`, as handed out. */
+  readonly published: { readonly workers: readonly Worker[]; readonly urls: readonly URL[] };
+  /** The candidates the build was given (what a source's {@link CandidateEdit} must start from). */
+  readonly candidates: readonly WorkerCandidate[];
   /** The build that made this cache; stamps of entries it saw. */
   readonly stamp: number;
   /** Set once a build took over the maps: they now belong to a newer cache. */
@@ -40,14 +59,16 @@ export class WorkerCache {
   constructor(
     byUrl: Map<string, Worker>,
     byCandidate: Map<WorkerCandidate, CacheEntry> | undefined,
-    workers: readonly Worker[],
-    hrefs: readonly string[],
+    sorted: SortedLists,
+    published: WorkerCache['published'],
+    candidates: readonly WorkerCandidate[],
     stamp: number,
   ) {
     this.byUrl = byUrl;
     this.byCandidate = byCandidate;
-    this.workers = workers;
-    this.hrefs = hrefs;
+    this.sorted = sorted;
+    this.published = published;
+    this.candidates = candidates;
     this.stamp = stamp;
   }
 }
@@ -55,6 +76,8 @@ export class WorkerCache {
 /** A worker set and the cache to pass to the next {@link buildWorkerSet} of the same source. */
 export interface BuiltWorkerSet extends WorkerSet {
   readonly cache: WorkerCache;
+  /** `workers[i].url`, frozen: the snapshot's `urls`. */
+  readonly urls: readonly URL[];
   /**
    * Set by an incremental build: the diff from the previous build's workers (`from`) to these,
    * exactly what `diffWorkers(from, workers)` returns, without walking both lists.
@@ -86,9 +109,13 @@ const INCREMENTAL_MAX_CHANGED = 0.25;
  * by binary search on the hrefs. Whenever that cannot give exactly what a full build would
  * (a duplicate URL, a rejected URL, many changes) it is a full build.
  */
-export function buildWorkerSet(candidates: readonly WorkerCandidate[], cache?: WorkerCache): BuiltWorkerSet {
+export function buildWorkerSet(
+  candidates: readonly WorkerCandidate[],
+  cache?: WorkerCache,
+  edit?: CandidateEdit,
+): BuiltWorkerSet {
   const usable = cache !== undefined && !cache.spent ? cache : undefined;
-  const incremental = usable === undefined ? undefined : buildIncremental(candidates, usable);
+  const incremental = usable === undefined ? undefined : buildIncremental(candidates, usable, edit);
   return incremental ?? buildFull(candidates, usable);
 }
 
@@ -128,8 +155,9 @@ function buildFull(candidates: readonly WorkerCandidate[], cache: WorkerCache | 
   }
   const hrefs = [...byHref.keys()].sort();
   const workers = hrefs.map((href) => byHref.get(href) as Worker);
-  Object.freeze(workers);
-  return { workers, rejected, cache: new WorkerCache(byUrl, byCandidate, workers, hrefs, stamp) };
+  const sorted = { workers, hrefs, urls: workers.map((w) => w.url) };
+  const published = publish(sorted);
+  return { ...published, rejected, cache: new WorkerCache(byUrl, byCandidate, sorted, published, candidates, stamp) };
 }
 
 /** First index whose href is ≥ `href`. */
@@ -152,12 +180,23 @@ interface Added {
   readonly at: number;
 }
 
-/** The incremental build (see {@link buildWorkerSet}); undefined when a full build must be done. */
-function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerCache): BuiltWorkerSet | undefined {
-  const byCandidate = cache.byCandidate;
-  if (byCandidate === undefined) return undefined;
-  const stamp = (stamps += 1);
-  const limit = Math.max(16, Math.floor(candidates.length * INCREMENTAL_MAX_CHANGED));
+/** What changed from the cache's candidates: entries dropped, candidates new to it. */
+interface Delta {
+  readonly removed: readonly (readonly [WorkerCandidate, CacheEntry])[];
+  readonly fresh: readonly WorkerCandidate[];
+}
+
+/**
+ * The delta by looking at every candidate: one map lookup each (stamping the entries it
+ * finds), then the unstamped entries are the removed ones. Undefined when a full build is
+ * due (a candidate twice, too many changes).
+ */
+function scanDelta(
+  candidates: readonly WorkerCandidate[],
+  byCandidate: Map<WorkerCandidate, CacheEntry>,
+  stamp: number,
+  limit: number,
+): Delta | undefined {
   const fresh: WorkerCandidate[] = [];
   let kept = 0;
   for (const candidate of candidates) {
@@ -172,30 +211,102 @@ function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerC
       kept += 1;
     }
   }
-  if (fresh.length === 0 && kept === byCandidate.size) {
+  if (byCandidate.size - kept + fresh.length > limit) return undefined;
+  const removed: [WorkerCandidate, CacheEntry][] = [];
+  if (kept < byCandidate.size) {
+    for (const [candidate, entry] of byCandidate) if (entry.stamp !== stamp) removed.push([candidate, entry]);
+  }
+  return { removed, fresh };
+}
+
+/**
+ * The delta from the source's own edit, checked against the cache: every removed candidate
+ * must be one of its entries (an added one that is kept is a URL that stays, which the
+ * build below refuses). Costs what changed. Undefined when the edit does not fit (the
+ * caller then scans).
+ */
+function editDelta(
+  edit: CandidateEdit,
+  byCandidate: Map<WorkerCandidate, CacheEntry>,
+  limit: number,
+): Delta | undefined {
+  if (edit.removed.length + edit.added.length > limit) return undefined;
+  const removed: [WorkerCandidate, CacheEntry][] = [];
+  for (const candidate of edit.removed) {
+    const entry = byCandidate.get(candidate);
+    if (entry === undefined) return undefined;
+    removed.push([candidate, entry]);
+  }
+  return { removed, fresh: edit.added };
+}
+
+/**
+ * The previous sorted list with the entries at `removedAt` dropped and `added` inserted
+ * before the entries at their `at`, built from slices (a few copies, not one push per
+ * element). `removedAt` and `added` are sorted by position.
+ */
+function spliceSorted<T>(
+  previous: readonly T[],
+  removedAt: readonly number[],
+  added: readonly (readonly [number, T])[],
+): T[] {
+  const parts: (readonly T[])[] = [];
+  let from = 0;
+  let r = 0;
+  let a = 0;
+  while (r < removedAt.length || a < added.length) {
+    const insert =
+      a < added.length && (r >= removedAt.length || (added[a] as [number, T])[0] <= (removedAt[r] as number));
+    const at = insert ? (added[a] as [number, T])[0] : (removedAt[r] as number);
+    if (at > from) parts.push(previous.slice(from, at));
+    if (insert) {
+      parts.push([(added[a] as [number, T])[1]]);
+      from = at;
+      a += 1;
+    } else {
+      from = at + 1;
+      r += 1;
+    }
+  }
+  if (from < previous.length) parts.push(previous.slice(from));
+  return ([] as T[]).concat(...parts);
+}
+
+/** The incremental build (see {@link buildWorkerSet}); undefined when a full build must be done. */
+function buildIncremental(
+  candidates: readonly WorkerCandidate[],
+  cache: WorkerCache,
+  edit: CandidateEdit | undefined,
+): BuiltWorkerSet | undefined {
+  const byCandidate = cache.byCandidate;
+  if (byCandidate === undefined) return undefined;
+  const stamp = (stamps += 1);
+  const limit = Math.max(16, Math.floor(candidates.length * INCREMENTAL_MAX_CHANGED));
+  const delta =
+    (edit !== undefined && edit.from === cache.candidates ? editDelta(edit, byCandidate, limit) : undefined) ??
+    scanDelta(candidates, byCandidate, stamp, limit);
+  if (delta === undefined) return undefined;
+  if (delta.fresh.length === 0 && delta.removed.length === 0) {
     // The very same candidates: the very same workers.
     cache.spent = true;
+    const { sorted, published } = cache;
     return {
-      workers: cache.workers,
+      ...published,
       rejected: 0,
-      cache: new WorkerCache(cache.byUrl, byCandidate, cache.workers, cache.hrefs, stamp),
-      changes: { from: cache.workers, diff: NO_CHANGES },
+      cache: new WorkerCache(cache.byUrl, byCandidate, sorted, published, candidates, stamp),
+      changes: { from: published.workers, diff: NO_CHANGES },
     };
   }
-  if (byCandidate.size - kept + fresh.length > limit) return undefined;
 
-  const { hrefs } = cache;
+  const { hrefs } = cache.sorted;
   const removedAt = new Set<number>();
-  const removedEntries: [WorkerCandidate, Worker][] = [];
-  for (const [candidate, entry] of kept === byCandidate.size ? [] : byCandidate) {
-    if (entry.stamp === stamp) continue;
+  for (const [, entry] of delta.removed) {
     const at = lowerBound(hrefs, entry.worker.url.href);
-    if (cache.workers[at] !== entry.worker) return undefined;
+    if (cache.sorted.workers[at] !== entry.worker) return undefined;
     removedAt.add(at);
-    removedEntries.push([candidate, entry.worker]);
   }
   const added: Added[] = [];
-  for (const candidate of fresh) {
+  for (const candidate of delta.fresh) {
     let worker = cache.byUrl.get(candidate.url);
     if (worker === undefined || !sameAsCandidate(worker, candidate)) {
       let url: URL;
@@ -217,24 +328,27 @@ function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerC
     if ((added[i] as Added).href === (added[i - 1] as Added).href) return undefined;
   }
 
-  // Merge: the previous sorted list without the removed, with the added at their places.
-  const previous = cache.workers;
-  const workers: Worker[] = [];
-  const nextHrefs: string[] = [];
-  let a = 0;
-  for (let i = 0; i <= previous.length; i += 1) {
-    while (a < added.length && (added[a] as Added).at === i) {
-      const { worker, href } = added[a] as Added;
-      workers.push(worker);
-      nextHrefs.push(href);
-      a += 1;
-    }
-    if (i < previous.length && !removedAt.has(i)) {
-      workers.push(previous[i] as Worker);
-      nextHrefs.push(hrefs[i] as string);
-    }
-  }
-  Object.freeze(workers);
+  // The previous sorted lists without the removed, with the added at their places.
+  const previous = cache.sorted.workers;
+  const removedSorted = [...removedAt].sort((x, y) => x - y);
+  const sorted: SortedLists = {
+    workers: spliceSorted(
+      previous,
+      removedSorted,
+      added.map((x) => [x.at, x.worker] as const),
+    ),
+    hrefs: spliceSorted(
+      hrefs,
+      removedSorted,
+      added.map((x) => [x.at, x.href] as const),
+    ),
+    urls: spliceSorted(
+      cache.sorted.urls,
+      removedSorted,
+      added.map((x) => [x.at, x.worker.url] as const),
+    ),
+  };
+  const published = publish(sorted);
 
   // The diff, as diffWorkers would find it: a URL both removed and added is an update (or nothing).
   const diffAdded: Worker[] = [];
@@ -248,26 +362,25 @@ function buildIncremental(candidates: readonly WorkerCandidate[], cache: WorkerC
     } else diffAdded.push(worker);
   }
   const diffRemoved: Worker[] = [];
-  for (const at of [...removedAt].sort((x, y) => x - y)) {
+  for (const at of removedSorted) {
     if (!replaced.has(at)) diffRemoved.push(previous[at] as Worker);
   }
 
   // Commit: from here on the maps belong to the new cache.
   cache.spent = true;
-  for (const [candidate, worker] of removedEntries) {
+  for (const [candidate, entry] of delta.removed) {
     byCandidate.delete(candidate);
-    const byUrl = cache.byUrl.get(candidate.url);
-    if (byUrl === worker) cache.byUrl.delete(candidate.url);
+    if (cache.byUrl.get(candidate.url) === entry.worker) cache.byUrl.delete(candidate.url);
   }
   for (const { candidate, worker } of added) {
     byCandidate.set(candidate, { worker, stamp });
     cache.byUrl.set(candidate.url, worker);
   }
   return {
-    workers,
+    ...published,
     rejected: 0,
-    cache: new WorkerCache(cache.byUrl, byCandidate, workers, nextHrefs, stamp),
-    changes: { from: previous, diff: { added: diffAdded, removed: diffRemoved, updated: diffUpdated } },
+    cache: new WorkerCache(cache.byUrl, byCandidate, sorted, published, candidates, stamp),
+    changes: { from: cache.published.workers, diff: { added: diffAdded, removed: diffRemoved, updated: diffUpdated } },
   };
 }
 

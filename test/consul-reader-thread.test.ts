@@ -17,6 +17,8 @@ import { ConsulReadThread } from '../src/consul-read-thread.js';
 import { AutoConsulReader, InThreadConsulReader } from '../src/consul-reader.js';
 import type { ReaderAnswer } from '../src/consul-reader.js';
 import { Engine } from '../src/engine.js';
+import { buildWorkerSet } from '../src/worker-set.js';
+import type { BuiltWorkerSet } from '../src/worker-set.js';
 import { WorkerResolverError } from '../src/errors.js';
 import { resolveConsul } from '../src/options-consul.js';
 import { ConsulSource } from '../src/source-consul.js';
@@ -107,16 +109,38 @@ describe('Consul reader thread', () => {
     );
     const signal = new AbortController().signal;
     const read = { index: 0, waitMs: 1000, timeoutMs: 5000, signal, compareBody: true };
+    let edits = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(fc.array(entry, { maxLength: 8 }), { minLength: 1, maxLength: 5 }), async (bodies) => {
+        let built: BuiltWorkerSet | undefined;
         for (const list of [...bodies, bodies[0]!]) {
           server.set(JSON.stringify(list));
           const [a, b] = [await thread.health(query, read), await local.health(query, read)];
           assert.deepEqual(shape(a), shape(b));
+          if (a instanceof WorkerResolverError || a.body !== 'read') continue;
+          // The thread's edit says exactly how this answer differs from the previous one read ...
+          if (a.edit !== undefined) {
+            edits += 1;
+            const kept = a.edit.from.filter((c) => !a.edit!.removed.includes(c));
+            assert.deepEqual(new Set(a.workers), new Set([...kept, ...a.edit.added]));
+            assert.equal(a.workers.length, kept.length + a.edit.added.length);
+            for (const c of a.edit.added) assert.ok(!a.edit.from.includes(c));
+          }
+          // ... and the engine's build through it equals a full build, URLs included.
+          const next = buildWorkerSet(a.workers, built?.cache, a.edit);
+          const full = buildWorkerSet(a.workers);
+          assert.deepEqual(next.workers, full.workers);
+          assert.deepEqual(
+            next.urls,
+            full.workers.map((w) => w.url),
+          );
+          assert.ok(Object.isFrozen(next.workers) && Object.isFrozen(next.urls));
+          built = next;
         }
       }),
       { numRuns: 60 },
     );
+    assert.ok(edits > 0, 'the thread sent edits');
     // Unchanged entries are the same candidate objects on this side too.
     server.set(JSON.stringify([{ Node: { Node: 'x', Address: '10.1.1.1' }, Service: { ID: 'x', Port: 1 } }]));
     const first = await thread.health(query, read);
