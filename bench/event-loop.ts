@@ -8,10 +8,13 @@
  *
  * The probe is `perf_hooks.monitorEventLoopDelay` (1 ms resolution), reset at every publish:
  * its `max` over one interval is the longest the event loop was held while that answer
- * arrived and was processed.
+ * arrived and was processed. Next to it, `performance.eventLoopUtilization()` between two
+ * publishes: the time this thread was busy (not waiting for I/O) per answer, which is what
+ * the resolver costs the thread; the delay also holds the time the OS ran other threads
+ * (on 2 cores: the scripted Consul and the reader thread) while this one was due.
  */
 import { once } from 'node:events';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { systemClock } from '../src/clock.js';
 import { Engine } from '../src/engine.js';
@@ -50,6 +53,8 @@ parentPort.on('message', () => { server.closeAllConnections(); server.close(() =
 export interface EventLoopResult {
   /** Longest event-loop delay between two publishes, per answer, in ms. */
   readonly perAnswerMaxMs: Summary;
+  /** This thread's busy time between two publishes (event-loop utilization × interval), in ms. */
+  readonly perAnswerActiveMs: Summary;
   /** Longest event-loop delay while the first answer (every entry new) was read and built, in ms. */
   readonly firstAnswerMaxMs: number;
   /** The whole run's delay distribution (1 ms samples), in ms. */
@@ -100,14 +105,20 @@ export async function measureEventLoop(
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   const overall = monitorEventLoopDelay({ resolution: 1 });
   const perAnswer: number[] = [];
+  const perAnswerActive: number[] = [];
   let firstAnswerMaxMs = Number.NaN;
+  let elu = performance.eventLoopUtilization();
   try {
     let published = 0;
     const done = new Promise<void>((resolve) => {
       resolver.subscribe(() => {
         published += 1;
-        if (published > 1) perAnswer.push(histogram.max / 1e6);
-        else firstAnswerMaxMs = histogram.max / 1e6;
+        const now = performance.eventLoopUtilization();
+        if (published > 1) {
+          perAnswer.push(histogram.max / 1e6);
+          perAnswerActive.push(now.active - elu.active);
+        } else firstAnswerMaxMs = histogram.max / 1e6;
+        elu = now;
         histogram.reset();
         if (published > answers || signal.aborted) resolve();
       });
@@ -126,6 +137,7 @@ export async function measureEventLoop(
   }
   return {
     perAnswerMaxMs: summarize(perAnswer),
+    perAnswerActiveMs: summarize(perAnswerActive),
     firstAnswerMaxMs,
     overallP99Ms: overall.percentile(99) / 1e6,
     overallMaxMs: overall.max / 1e6,

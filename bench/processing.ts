@@ -448,6 +448,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     fmtMs(e.perAnswerMaxMs.p99),
     fmtMs(e.perAnswerMaxMs.max),
     fmtInt(e.answers),
+    `${fmtMs(e.perAnswerActiveMs.p50)} / ${fmtMs(e.perAnswerActiveMs.p99)}`,
     fmtMs(e.firstAnswerMaxMs),
     `${fmtMs(e.overallP99Ms)} / ${fmtMs(e.overallMaxMs)}`,
     e.workers === GOAL_INSTANCES && e.isDefault && loopGoal !== undefined
@@ -463,6 +464,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
     fmtMs(result.idleLoop.p99),
     fmtMs(result.idleLoop.max),
     fmtInt(result.idleLoop.n),
+    '—',
     '—',
     '—',
     '—',
@@ -504,6 +506,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
           'p99',
           'max',
           'answers',
+          'thread busy per answer p50 / p99',
           'first answer (all new)',
           'all 1 ms samples p99 / max',
           'goal',
@@ -513,7 +516,9 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
           'A resolver on this thread long-polls a scripted Consul in a worker thread, which answers each blocking ' +
             `query after ${plan.spacingMs} ms with the other of two captured bodies (one entry changed) and a new index. ` +
             'perf_hooks.monitorEventLoopDelay (1 ms resolution) is reset at each publish: a row value is the longest ' +
-            'event-loop delay while one answer was received and processed. Readers: in-thread (HTTP and reading on ' +
+            'event-loop delay while one answer was received and processed; "thread busy" is ' +
+            "performance.eventLoopUtilization() between two publishes (the resolver's own work on this thread, which " +
+            'preemption by the other threads on these 2 cores does not add to). Readers: in-thread (HTTP and reading on ' +
             'this event loop, in turns of ≤ 5 ms) and thread (HTTP, comparison and reading in a worker thread; only ' +
             'new candidates cross); auto, the default, reads in-thread until an answer of 1 MiB, then moves to the ' +
             'thread (its first answer there is a full read once, so the switch is one of the samples).',

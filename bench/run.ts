@@ -26,7 +26,8 @@ import { propagationBench } from './propagation.js';
 import { propagationConsulBench } from './propagation-consul.js';
 import { SECTION_IDS } from './section.js';
 import type { BenchSection, SectionId, SectionResult } from './section.js';
-import { sidecarFanoutBench, sidecarRssBench } from './sidecar.js';
+import { sidecarFanoutBench } from './sidecar-fanout.js';
+import { sidecarRssBench } from './sidecar.js';
 import { renderMarkdown, renderText } from './table.js';
 import type { Table } from './table.js';
 

@@ -295,3 +295,56 @@ describe('sidecar', () => {
     await assert.rejects(httpGet(`${own.url}/healthz`), /ECONNREFUSED/);
   });
 });
+
+describe('sidecar: a /v1/workers body above 64 KiB (one shared Buffer instead of one string write)', () => {
+  it('is answered whole, with its exact Content-Length, to plain GETs, HEAD and woken long polls', async () => {
+    const consul = await ConsulDevServer.start({ dns: false });
+    const add = (n: number): void =>
+      consul.registerService({
+        Name: 'worker',
+        ID: `worker-${n}`,
+        Address: `127.1.${n >> 8}.${n & 255}`,
+        Port: 9000,
+        Tags: ['v1'],
+        Meta: { zone: 'a' },
+        Check: { CheckID: `check-${n}`, TTL: '1h', Status: 'passing' },
+      });
+    for (let n = 1; n <= 700; n += 1) add(n);
+    const resolver = createWorkerResolver({
+      service: 'worker',
+      consul: { address: consul.httpAddr },
+      env: {},
+      minPublishIntervalMs: 0,
+      logger: silent,
+    });
+    const sidecar = await startSidecar({ resolver, port: 0 });
+    try {
+      await resolver.ready({ timeoutMs: 10_000 });
+      await waitFor(() => resolver.snapshot().workers.length === 700, 'all 700 workers', 10_000);
+      const plain = await httpGet(`${sidecar.url}/v1/workers`);
+      assert.equal(plain.status, 200);
+      assert.ok(Buffer.byteLength(plain.body) > 64 * 1024, `body of ${Buffer.byteLength(plain.body)} bytes`);
+      assert.equal(Number(plain.headers['content-length']), Buffer.byteLength(plain.body));
+      assert.equal((JSON.parse(plain.body) as WorkersBody).workers.length, 700);
+      const head = await httpGet(`${sidecar.url}/v1/workers`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.body, '');
+      assert.equal(head.headers['content-length'], plain.headers['content-length']);
+
+      const index = resolver.snapshot().version;
+      const polls = Array.from({ length: 20 }, () => httpGet(`${sidecar.url}/v1/workers?index=${index}&wait=60s`));
+      await waitFor(() => sidecar.openLongPolls() === 20, 'all 20 polls to be held', 10_000);
+      add(701);
+      const answers = await within(Promise.all(polls), 20_000, 'all 20 answers');
+      for (const res of answers) {
+        assert.equal(res.status, 200);
+        assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body));
+        assert.equal((JSON.parse(res.body) as WorkersBody).workers.length, 701);
+      }
+    } finally {
+      await sidecar.close();
+      await resolver.close();
+      await consul.stop();
+    }
+  });
+});
