@@ -45,6 +45,8 @@ export type ReaderRequest =
       readonly compareBody: boolean;
     }
   | { readonly type: 'abort'; readonly id: number }
+  /** Read this body as the last one (the main thread holds its candidates, in order). */
+  | { readonly type: 'prime'; readonly body: Uint8Array }
   | { readonly type: 'reset' }
   | { readonly type: 'crash' };
 
@@ -154,6 +156,18 @@ export class ConsulReadThread implements ConsulReader {
       } satisfies ReaderRequest);
       if (r.signal.aborted) onAbort();
     });
+  }
+
+  /**
+   * Starts from a body another reader read, whose candidates (in order) this side already
+   * holds: the thread parses it as its last body, so its next answer comes as runs over
+   * `workers`. If the thread cannot read it, its next answer is simply all fresh.
+   */
+  prime(body: Buffer, workers: readonly WorkerCandidate[]): void {
+    if (this.closed) return;
+    const worker = this.ensure();
+    this.last = workers;
+    worker.postMessage({ type: 'prime', body } satisfies ReaderRequest);
   }
 
   /** Makes the thread forget its last body (the next answer is read in full). */

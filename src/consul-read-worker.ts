@@ -108,7 +108,16 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
 port.on('message', (m: ReaderRequest) => {
   if (m.type === 'health') void health(m.id, m.query, m);
   else if (m.type === 'abort') inFlight.get(m.id)?.abort();
-  else if (m.type === 'reset') {
+  else if (m.type === 'prime') {
+    // The main thread holds the candidates of this body in order: position i is entry i.
+    try {
+      const parsed = parser.parse(Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength));
+      lastPosition = new Map(parsed.workers.map((c, i) => [c, i]));
+    } catch {
+      parser.reset();
+      lastPosition = new Map();
+    }
+  } else if (m.type === 'reset') {
     parser.reset();
     lastPosition = new Map();
   } else if (m.type === 'crash') throw new Error('consul-read-worker: crash requested (tests)');

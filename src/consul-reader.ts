@@ -65,6 +65,8 @@ export class InThreadConsulReader implements ConsulReader {
   private readonly parser: IncrementalHealthParser;
   /** Size of the last 2xx body received, in bytes. */
   lastBodyBytes = 0;
+  /** The last body read and the candidates read from it (what a thread taking over starts from). */
+  lastRead: { readonly body: Buffer; readonly workers: readonly WorkerCandidate[] } | undefined;
 
   constructor(client: ConsulHealthClient, policy: ConsulWorkerPolicy) {
     this.client = client;
@@ -89,6 +91,7 @@ export class InThreadConsulReader implements ConsulReader {
       if (parsed === undefined) {
         return new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, 'Consul request aborted while reading its answer');
       }
+      this.lastRead = { body: response.body, workers: parsed.workers };
       return { ...head, body: 'read', workers: parsed.workers, rejected: parsed.rejected };
     } catch (err) {
       return err as WorkerResolverError;
@@ -97,6 +100,7 @@ export class InThreadConsulReader implements ConsulReader {
 
   reset(): void {
     this.parser.reset();
+    this.lastRead = undefined;
   }
 
   close(): Promise<void> {
@@ -150,9 +154,11 @@ export class AutoConsulReader implements ConsulReader {
     const local = this.local as InThreadConsulReader;
     const answer = await local.health(query, r);
     if (!this.threadUnusable && local.lastBodyBytes >= this.thresholdBytes && !r.signal.aborted) {
-      // No request is in flight (the loop is sequential): hand over. The thread reads its
-      // first answer in full, so the next answer is a full read once.
+      // No request is in flight (the loop is sequential): hand over, with the last body and
+      // its candidates, so the thread's first answer is an edit of them like any other (not
+      // a full read, and not a full build on this thread).
       this.thread = new ConsulReadThread(this.config, this.policy);
+      if (local.lastRead !== undefined) this.thread.prime(local.lastRead.body, local.lastRead.workers);
       this.local = undefined;
       await local.close();
     }

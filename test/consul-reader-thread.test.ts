@@ -171,22 +171,33 @@ describe('Consul reader thread', () => {
       Node: { Node: `n${i}`, Address: `10.0.0.${i + 1}` },
       Service: { ID: `w${i}`, Port: 8080 },
     }));
-    let autoWorkers: unknown;
+    const changed = large.map((e, i) => (i === 2 ? { ...e, Service: { ...e.Service, Port: 8081 } } : e));
+    let autoWorkers: readonly unknown[] = [];
     let localWorkers: unknown;
-    for (const [list, mode] of [
-      [small, 'in-thread'],
-      [large, 'thread'],
-      [large, 'thread'],
-      [small, 'thread'],
+    for (const [list, mode, body] of [
+      [small, 'in-thread', 'read'],
+      [large, 'thread', 'read'], // read in-thread; the thread takes over with this body and its candidates
+      [large, 'thread', 'same'], // so the thread knows this body already
+      [changed, 'thread', 'read'],
+      [small, 'thread', 'read'],
     ] as const) {
       server.set(JSON.stringify(list));
       const [a, b] = [await auto.health(query, read), await local.health(query, read)];
-      // The thread reads its first answer in full ('read' where the in-thread reader says 'same'):
-      // compare the worker sets each answer stands for.
-      if (!(a instanceof WorkerResolverError) && a.body === 'read') autoWorkers = a.workers;
-      if (!(b instanceof WorkerResolverError) && b.body === 'read') localWorkers = b.workers;
-      assert.deepEqual(autoWorkers, localWorkers);
+      assert.ok(!(a instanceof WorkerResolverError) && !(b instanceof WorkerResolverError));
+      assert.equal(a.body, body);
       assert.equal(auto.mode, mode);
+      if (a.body === 'read') {
+        if (list === changed) {
+          // The thread's first read is an edit of the candidates the in-thread reader handed over.
+          assert.equal(a.edit?.from, autoWorkers);
+          assert.equal(a.edit.removed.length, 1);
+          assert.equal(a.edit.added.length, 1);
+          assert.equal(a.workers[0], autoWorkers[0]);
+        }
+        autoWorkers = a.workers;
+      }
+      if (b.body === 'read') localWorkers = b.workers;
+      assert.deepEqual(autoWorkers, localWorkers);
     }
   });
 
