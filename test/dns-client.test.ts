@@ -1,7 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import net from 'node:net';
+import type net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, Packet } from 'dns-packet';
 import { parseDnsServer, query } from '../src/dns-client.js';
@@ -9,7 +9,7 @@ import type { DnsServer } from '../src/dns-client.js';
 import { systemClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
-import { ConsulDnsServer } from '../src/testing/consul-dns.js';
+import { ConsulDnsServer, bindUdpAndTcp } from '../src/testing/consul-dns.js';
 import type { DnsServiceInstance } from '../src/testing/consul-dns.js';
 import { freeUdpPort as closedPort } from './helpers/ports.js';
 
@@ -18,16 +18,14 @@ type Handler = (request: DecodedPacket, transport: 'udp' | 'tcp') => Reply[];
 
 /** A scripted responder on UDP and TCP (same port): the handler returns what to send back, in order. */
 async function responder(handler: Handler): Promise<{ server: DnsServer; close: () => Promise<void> }> {
-  const udp = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
-  const port = udp.address().port;
+  const { udp, tcp, port } = await bindUdpAndTcp('127.0.0.1', 0);
   udp.on('message', (message, remote) => {
     for (const reply of handler(dnsPacket.decode(message), 'udp')) {
       udp.send(Buffer.isBuffer(reply) ? reply : dnsPacket.encode(reply), remote.port, remote.address);
     }
   });
   const sockets = new Set<net.Socket>();
-  const tcp = net.createServer((socket) => {
+  tcp.on('connection', (socket: net.Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('data', (chunk) => {
@@ -37,7 +35,6 @@ async function responder(handler: Handler): Promise<{ server: DnsServer; close: 
       }
     });
   });
-  await new Promise<void>((resolve) => tcp.listen(port, '127.0.0.1', resolve));
   return {
     server: { host: '127.0.0.1', port, family: 4 },
     close: async () => {

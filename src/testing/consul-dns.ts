@@ -134,27 +134,8 @@ export class ConsulDnsServer {
   /** Binds UDP and TCP on the same port (retrying when a free UDP port is taken on TCP). */
   static async start(options: ConsulDnsOptions): Promise<ConsulDnsServer> {
     const host = options.host ?? '127.0.0.1';
-    const wanted = options.port ?? 0;
-    for (let attempt = 0; ; attempt += 1) {
-      const udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-      await new Promise<void>((resolve, reject) => {
-        udp.once('error', reject);
-        udp.bind(wanted, host, () => resolve());
-      });
-      const port = udp.address().port;
-      const tcp = net.createServer();
-      try {
-        await new Promise<void>((resolve, reject) => {
-          tcp.once('error', reject);
-          tcp.listen(port, host, () => resolve());
-        });
-        return new ConsulDnsServer(udp, tcp, host, port, options);
-      } catch (error) {
-        udp.close();
-        const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
-        if (wanted !== 0 || !inUse || attempt >= 20) throw error;
-      }
-    }
+    const { udp, tcp, port } = await bindUdpAndTcp(host, options.port ?? 0);
+    return new ConsulDnsServer(udp, tcp, host, port, options);
   }
 
   /** Every query received so far, in order. */
@@ -483,4 +464,35 @@ function fromHex(hex: string): string | undefined {
 
 function trimDot(name: string): string {
   return name.endsWith('.') ? name.slice(0, -1) : name;
+}
+
+/**
+ * A UDP socket and a TCP server on the same port of `host` (DNS serves both). With `wanted`
+ * 0 the port is the one the kernel gave the UDP socket; when TCP is taken there (by anything,
+ * an outgoing connection's ephemeral port included), it tries a new one, up to 20 times.
+ */
+export async function bindUdpAndTcp(
+  host: string,
+  wanted: number,
+): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
+  for (let attempt = 0; ; attempt += 1) {
+    const udp = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(wanted, host, () => resolve());
+    });
+    const port = udp.address().port;
+    const tcp = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(port, host, () => resolve());
+      });
+      return { udp, tcp, port };
+    } catch (error) {
+      udp.close();
+      const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+      if (wanted !== 0 || !inUse || attempt >= 20) throw error;
+    }
+  }
 }
