@@ -13,7 +13,8 @@
  *   HTTP stack, serially — what one process holding 1,000 polls would see.
  * The floor is the same raw clients, the same response bytes, written by a bare `net`
  * server in a loop the moment it is told: what 1,000 loopback answers cost on this machine
- * with no HTTP server, no resolver and no sidecar.
+ * with no HTTP server, no resolver and no sidecar. One warm-up round of each (first use of
+ * every code path on both threads: 2–3× the later rounds) is not counted.
  */
 import { once } from 'node:events';
 import net from 'node:net';
@@ -234,7 +235,9 @@ async function runFanout(ctx: BenchContext): Promise<SectionOutput> {
     ).times.slice(5);
     // The floor answers with exactly the sidecar's answer: its headers and body.
     bare = await bareServer(await sidecarResponse(sidecarPort));
-    for (let round = 0; round < plan.rounds && !ctx.signal.aborted; round += 1) {
+    // Round 0 warms up (first use of every code path, on both threads) and is not counted.
+    for (let round = 0; round <= plan.rounds && !ctx.signal.aborted; round += 1) {
+      const counted = round > 0;
       for (const kind of ['raw', 'http'] as const) {
         const version = resolver.snapshot().version;
         const path = `/v1/workers?index=${version}&wait=30s`;
@@ -247,8 +250,9 @@ async function runFanout(ctx: BenchContext): Promise<SectionOutput> {
         flips += 1;
         const { times, errors: e } = await polled;
         if (publishedAt === 0n) throw new Error('sidecar-fanout: the long polls ended without a publish');
-        wakeLoop.push(Number(wokenAt - publishedAt) / 1e6);
         errors += e;
+        if (!counted) continue;
+        wakeLoop.push(Number(wokenAt - publishedAt) / 1e6);
         record(samples[kind], publishedAt, times);
       }
       const floorPolled = ask(
@@ -260,11 +264,13 @@ async function runFanout(ctx: BenchContext): Promise<SectionOutput> {
       await pause(20);
       const start = process.hrtime.bigint();
       bare.answer();
-      floorLoop.push(Number(process.hrtime.bigint() - start) / 1e6);
+      const loopMs = Number(process.hrtime.bigint() - start) / 1e6;
       const { times, errors: e } = await floorPolled;
       errors += e;
+      if (!counted) continue;
+      floorLoop.push(loopMs);
       record(samples.floor, start, times);
-      if (round === 0) {
+      if (round === 1) {
         const [r, h, f] = [samples.raw, samples.http, samples.floor].map((s) => fmtMs(s.perRound[0] ?? NaN));
         ctx.log(`sidecar-fanout: round 1: last of ${plan.polls} read after ${r} (raw), ${h} (http); floor ${f}`);
       }

@@ -296,7 +296,7 @@ describe('sidecar', () => {
   });
 });
 
-describe('sidecar: a /v1/workers body above 64 KiB (one shared Buffer instead of one string write)', () => {
+describe('sidecar: a large /v1/workers body (700 workers, over 64 KiB)', () => {
   it('is answered whole, with its exact Content-Length, to plain GETs, HEAD and woken long polls', async () => {
     const consul = await ConsulDevServer.start({ dns: false });
     const add = (n: number): void =>
