@@ -82,7 +82,7 @@ export async function measureEventLoop(
   const [{ port }] = (await once(consul, 'message')) as [{ port: number }];
   // The engine and Consul source as createWorkerResolver builds them, with the reader chosen here.
   const consulConfig = resolveConsul(
-    { address: `http://127.0.0.1:${port}`, rateLimit: { ratePerSecond: 10_000, burst: 10_000 } },
+    { address: `http://127.0.0.1:${port}`, rateLimit: { ratePerSecond: 10_000, burst: 10_000 }, readInThread },
     'worker',
     {},
     systemClock,
@@ -90,7 +90,7 @@ export async function measureEventLoop(
   );
   const resolver = new Engine({
     service: 'worker',
-    consul: new ConsulSource({ ...consulConfig, readInThread }),
+    consul: new ConsulSource(consulConfig),
     dns: undefined,
     staticWorkers: undefined,
     failoverAfterFailures: 3,

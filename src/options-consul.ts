@@ -15,6 +15,7 @@ import {
   numberOption,
   optionalString,
   schemeOption,
+  show,
 } from './option-checks.js';
 import { blockingTimeoutMs } from './source-consul.js';
 import type { ConsulSourceConfig } from './source-consul.js';
@@ -88,6 +89,14 @@ export interface ConsulOptions {
   readonly aclRetryMs?: number;
   /** Largest accepted answer, in bytes. Default 64 MiB. */
   readonly maxResponseBytes?: number;
+  /**
+   * Where answers are received and read: `'auto'` (default) on the event loop until an answer
+   * of 1 MiB (≈ 1,000 instances) arrives, then in a worker thread that hands back only what
+   * changed; `true` in the thread from the start; `false` always on the event loop (in turns
+   * of at most 5 ms; no second V8 isolate, ≈ 80 MiB less RSS at 10,000 workers, but a 10 MiB
+   * answer's buffers are then collected on the event loop).
+   */
+  readonly readInThread?: boolean | 'auto';
 }
 
 /**
@@ -149,6 +158,12 @@ function resolveTls(o: ConsulOptions['tls'], env: Env): ConsulTlsOptions {
     ...(serverName === undefined ? {} : { serverName }),
     verify,
   };
+}
+
+function readInThreadOption(value: unknown): boolean | 'auto' {
+  if (value === undefined) return 'auto';
+  if (value === true || value === false || value === 'auto') return value;
+  return fail('consul.readInThread', `must be true, false or 'auto', got ${show(value)}`);
 }
 
 /** Resolves and validates the Consul options into the source's config. */
@@ -247,6 +262,7 @@ export function resolveConsul(
     },
     aclRetryMs: durationOption(o.aclRetryMs, 'consul.aclRetryMs', 30_000, 0),
     maxStaleMs: o.maxStaleMs === undefined ? undefined : durationOption(o.maxStaleMs, 'consul.maxStaleMs', 0, 0),
+    readInThread: readInThreadOption(o.readInThread),
     clock,
     ...(random === undefined ? {} : { random }),
   };

@@ -144,6 +144,15 @@ describe('other options', () => {
     throwsOption(() => resolveGuard({ threshold: 2 }), 'massFailureGuard.threshold');
   });
 
+  it("consul.readInThread: 'auto' by default, true or false, anything else rejected", () => {
+    assert.equal(resolve({}).readInThread, 'auto');
+    assert.equal(resolve({ readInThread: true }).readInThread, true);
+    assert.equal(resolve({ readInThread: false }).readInThread, false);
+    for (const bad of ['yes', 1, null]) {
+      throwsOption(() => resolve({ readInThread: bad as unknown as boolean }), 'consul.readInThread');
+    }
+  });
+
   it('static URLs must be absolute with a host', () => {
     assert.equal(resolveStatic(['http://[::1]:9000'])[0]!.address, '::1');
     throwsOption(() => resolveStatic(['not a url']), 'static[0]');
