@@ -106,8 +106,11 @@ const INCREMENTAL_MAX_CHANGED = 0.25;
  * answer for unchanged entries (the Consul source does, see `consul-health-incremental.ts`)
  * gets a build that costs one map lookup per candidate plus the work for the changed ones:
  * the removed workers are dropped from the previous sorted list and the new ones inserted
- * by binary search on the hrefs. Whenever that cannot give exactly what a full build would
- * (a duplicate URL, a rejected URL, many changes) it is a full build.
+ * by binary search on the hrefs, the new sorted lists made of slices of the previous ones.
+ * With `edit` (the source's own account of what changed since the candidates of `cache`,
+ * see {@link CandidateEdit}) even the lookups go: the build costs what changed. Whenever
+ * that cannot give exactly what a full build would (a duplicate URL, a rejected URL, many
+ * changes, an edit that does not match the cache) it scans, or makes a full build.
  */
 export function buildWorkerSet(
   candidates: readonly WorkerCandidate[],
