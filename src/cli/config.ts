@@ -66,6 +66,8 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'consistent', kind: 'boolean', env: `${E}CONSISTENCY=consistent`, help: 'read through the leader, with a quorum check', commands: ALL },
   { name: 'cached', kind: 'boolean', env: `${E}CONSISTENCY=cached`, help: "read from the local agent's cache", commands: ALL },
   { name: 'wait', kind: 'string', arg: 'DURATION', env: `${E}WAIT`, def: '5m', help: 'blocking-query wait (max 10m; also for watch --sidecar)', commands: RUN },
+  { name: 'max-stale', kind: 'string', arg: 'DURATION', env: `${E}MAX_STALE`, def: 'off', help: "re-read from the leader when a stale answer's server lost the leader this long ago (consul-template's max_stale)", commands: RUN },
+  { name: 'read-in-thread', kind: 'string', arg: 'auto|on|off', env: `${E}READ_IN_THREAD`, def: 'auto', help: 'read Consul answers in a worker thread: auto = from the first 1 MiB answer (~1,000 instances)', commands: RUN },
   { name: 'dns-srv', kind: 'string', arg: 'NAME', env: `${E}DNS_SRV`, help: 'DNS SRV name: fallback, or primary with --no-consul', commands: ALL },
   { name: 'dns-server', kind: 'list', arg: 'HOST:PORT', env: `${E}DNS_SERVERS`, def: 'system resolvers', help: 'DNS server (repeatable; IP literals)', commands: ALL },
   { name: 'dns-transport', kind: 'string', arg: 'auto|udp|tcp', env: `${E}DNS_TRANSPORT`, def: 'auto', help: 'auto = UDP with EDNS0, TCP when cut', commands: RUN },
@@ -237,6 +239,8 @@ function boolOf(values: Values, env: Env, name: string): boolean {
   throw new CliUsageError(`${envName}: "${e}" is not true or false`);
 }
 
+const READ_IN_THREAD = { auto: 'auto', on: true, off: false } as const;
+
 function oneOf<T extends string>(given: Given<string> | undefined, allowed: readonly T[], fallback: T): T {
   if (given === undefined) return fallback;
   if ((allowed as readonly string[]).includes(given.value)) return given.value as T;
@@ -321,6 +325,8 @@ function resolverOptions(
     return [kv.slice(0, i), kv.slice(i + 1)] as const;
   });
   const wait = get('wait');
+  const maxStale = get('max-stale');
+  const readInThread = get('read-in-thread');
   const str = (name: string): string | undefined => get(name)?.value;
   const consul: ConsulOptions = {
     ...(consulFlag !== undefined && consulFlag.origin !== 'CONSUL_HTTP_ADDR' ? { address: consulFlag.value } : {}),
@@ -337,6 +343,10 @@ function resolverOptions(
     ...opt('schemeMetaKey', str('scheme-meta-key')),
     consistency: consistency as NonNullable<ConsulOptions['consistency']>,
     ...(wait === undefined ? {} : { waitMs: durationOf(wait) }),
+    ...(maxStale === undefined ? {} : { maxStaleMs: durationOf(maxStale) }),
+    ...(readInThread === undefined
+      ? {}
+      : { readInThread: READ_IN_THREAD[oneOf(readInThread, ['auto', 'on', 'off'], 'auto')] }),
   };
   const num = (name: string, parse: (g: Given<string>) => number): number | undefined => {
     const g = get(name);
