@@ -21,7 +21,7 @@ import { THREAD_THRESHOLD_BYTES } from '../src/source-consul.js';
 import { parseHealthBody } from '../src/consul-health.js';
 import type { ConsulWorkerPolicy, ParsedHealth } from '../src/consul-health.js';
 import { Engine } from '../src/engine.js';
-import { buildWorkerSet, diffWorkers } from '../src/snapshot.js';
+import { buildWorkerSet, diffWorkers } from '../src/worker-set.js';
 import type { Source, SourceSink } from '../src/source.js';
 import { HEALTH_QUERY, SERVICE, httpGet, setHealth, startCluster } from './cluster.js';
 import { measureEventLoop, measureIdleLoop } from './event-loop.js';

@@ -18,9 +18,9 @@
  */
 import type { Clock, TimerHandle } from './clock.js';
 import type { Logger, ResolverObserver } from './events.js';
-import { EMPTY_SNAPSHOT, diffWorkers, isEmptyDiff, makeSnapshot } from './snapshot.js';
+import { EMPTY_SNAPSHOT, makeSnapshot } from './snapshot.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
-import { buildWorkerSet } from './worker-set.js';
+import { buildWorkerSet, diffWorkers, isEmptyDiff } from './worker-set.js';
 import type { BuiltWorkerSet, WorkerCache } from './worker-set.js';
 import type { Source, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
 

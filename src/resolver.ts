@@ -19,7 +19,8 @@ import {
 } from './options.js';
 import type { WorkerResolverOptions } from './options.js';
 import { MAX_TIMER_MS } from './option-checks.js';
-import { buildWorkerSet, makeSnapshot } from './snapshot.js';
+import { makeSnapshot } from './snapshot.js';
+import { buildWorkerSet } from './worker-set.js';
 import type { WorkerSnapshot } from './snapshot.js';
 import { ConsulSource } from './source-consul.js';
 import { Planner } from './instrumented-planner.js';

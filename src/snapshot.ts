@@ -8,11 +8,6 @@
  * assignment, so a reader never observes a half-built state.
  */
 import type { SourceKind, WorkerCandidate } from './source.js';
-import { NO_CHANGES, sameWorker } from './worker-set.js';
-
-// The builder lives in worker-set.ts; re-exported so existing imports keep working.
-export { WorkerCache, buildWorkerSet } from './worker-set.js';
-export type { BuiltWorkerSet } from './worker-set.js';
 
 /**
  * A worker in a published snapshot: the fields a source reported (see {@link WorkerCandidate}:
@@ -82,37 +77,6 @@ export interface WorkerDiff {
   readonly removed: readonly Worker[];
   /** Workers whose URL stayed but whose id, tags, meta, status or weight changed. */
   readonly updated: readonly Worker[];
-}
-
-/** Diffs two URL-sorted worker lists in one linear merge pass. */
-export function diffWorkers(before: readonly Worker[], after: readonly Worker[]): WorkerDiff {
-  if (before === after) return NO_CHANGES;
-  const added: Worker[] = [];
-  const removed: Worker[] = [];
-  const updated: Worker[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < before.length || j < after.length) {
-    const b = before[i];
-    const a = after[j];
-    if (a === undefined || (b !== undefined && b.url.href < a.url.href)) {
-      removed.push(b as Worker);
-      i += 1;
-    } else if (b === undefined || a.url.href < b.url.href) {
-      added.push(a);
-      j += 1;
-    } else {
-      if (!sameWorker(a, b)) updated.push(a);
-      i += 1;
-      j += 1;
-    }
-  }
-  return { added, removed, updated };
-}
-
-/** True if the diff is empty. */
-export function isEmptyDiff(diff: WorkerDiff): boolean {
-  return diff.added.length === 0 && diff.removed.length === 0 && diff.updated.length === 0;
 }
 
 /** Fields of a snapshot that the engine sets; `urls` is derived. */

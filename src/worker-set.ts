@@ -1,7 +1,8 @@
 /**
  * Building a published worker set from a source's candidates: frozen workers with parsed
  * URLs, deduplicated and sorted by URL (see `snapshot.ts` for the invariants), incrementally
- * when the source hands back the same candidate objects for unchanged entries (issue #13).
+ * when the source hands back the same candidate objects for unchanged entries (issue #13);
+ * and diffing two sets.
  */
 import { ImmutableUrl } from './immutable-url.js';
 import type { WorkerSet, Worker, WorkerDiff } from './snapshot.js';
@@ -434,4 +435,35 @@ function sameAsCandidate(w: Comparable, c: Comparable): boolean {
 /** True if two workers with the same URL differ in none of their published fields. */
 export function sameWorker(a: Worker, b: Worker): boolean {
   return a === b || sameAsCandidate(a, b);
+}
+
+/** Diffs two URL-sorted worker lists in one linear merge pass. */
+export function diffWorkers(before: readonly Worker[], after: readonly Worker[]): WorkerDiff {
+  if (before === after) return NO_CHANGES;
+  const added: Worker[] = [];
+  const removed: Worker[] = [];
+  const updated: Worker[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < before.length || j < after.length) {
+    const b = before[i];
+    const a = after[j];
+    if (a === undefined || (b !== undefined && b.url.href < a.url.href)) {
+      removed.push(b as Worker);
+      i += 1;
+    } else if (b === undefined || a.url.href < b.url.href) {
+      added.push(a);
+      j += 1;
+    } else {
+      if (!sameWorker(a, b)) updated.push(a);
+      i += 1;
+      j += 1;
+    }
+  }
+  return { added, removed, updated };
+}
+
+/** True if the diff is empty. */
+export function isEmptyDiff(diff: WorkerDiff): boolean {
+  return diff.added.length === 0 && diff.removed.length === 0 && diff.updated.length === 0;
 }

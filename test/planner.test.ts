@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { planStage, routeTasks, taskCap } from '../src/planner.js';
-import { buildWorkerSet, makeSnapshot } from '../src/snapshot.js';
+import { makeSnapshot } from '../src/snapshot.js';
+import { buildWorkerSet } from '../src/worker-set.js';
 import type { WorkerSnapshot } from '../src/snapshot.js';
 import { ErrorCode, isWorkerResolverError } from '../src/errors.js';
 import { workers } from './helpers/fake-source.js';

@@ -14,7 +14,7 @@ import * as dnsPacket from 'dns-packet';
 import { parseHealthBody } from '../src/consul-health.js';
 import type { ConsulWorkerPolicy } from '../src/consul-health.js';
 import { isWorkerResolverError } from '../src/errors.js';
-import { buildWorkerSet } from '../src/snapshot.js';
+import { buildWorkerSet } from '../src/worker-set.js';
 import { resolveSrvWorkers } from '../src/source-dns-srv.js';
 import { systemClock } from '../src/clock.js';
 import type { WorkerCandidate } from '../src/source.js';

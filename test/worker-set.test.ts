@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { applyRuns } from '../src/consul-read-thread.js';
 import type { CandidateEdit, WorkerCandidate } from '../src/source.js';
-import { buildWorkerSet, diffWorkers } from '../src/snapshot.js';
+import { buildWorkerSet, diffWorkers } from '../src/worker-set.js';
 
 function candidate(i: number, status: WorkerCandidate['status'] = 'passing'): WorkerCandidate {
   return {
