@@ -252,6 +252,48 @@ describe('Consul reader thread', () => {
     assert.equal(process.getActiveResourcesInfo().filter((r) => r === 'Worker').length, before, 'no thread left');
   });
 
+  it('a request aborted while a large answer streams over leaves both sides in step', async () => {
+    const server = await bodyServer();
+    const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
+    const thread = new ConsulReadThread(config, policy);
+    const local = new InThreadConsulReader(new ConsulHealthClient(config), policy);
+    cleanup.push(
+      () => server.close(),
+      () => thread.close(),
+      () => local.close(),
+    );
+    // Out of step, the reader would reset the thread: count that.
+    let resets = 0;
+    const reset = thread.reset.bind(thread);
+    thread.reset = () => {
+      resets += 1;
+      reset();
+    };
+    // 3,500 entries, new names each round: the thread sends their candidates ahead in several messages.
+    const body = (round: number, port: number): string =>
+      JSON.stringify(
+        Array.from({ length: 3_500 }, (_, i) => ({
+          Node: { Node: `n${round}-${i}`, Address: `10.1.${i >> 8}.${i & 255}` },
+          Service: { ID: `w${i}`, Port: i === 7 ? port : 8080 },
+        })),
+      );
+    const read = (signal: AbortSignal) => ({ index: 0, waitMs: 1000, timeoutMs: 5000, signal, compareBody: true });
+    for (const [round, delayMs] of [0, 2, 5, 10, 20, 40].entries()) {
+      server.set(body(round, 9000));
+      const abort = new AbortController();
+      const aborted = thread.health(query, read(abort.signal));
+      setTimeout(() => abort.abort(), delayMs);
+      const first = await aborted;
+      assert.ok(first instanceof WorkerResolverError || first.body === 'read', 'aborted, or answered before the abort');
+      // The next answer (one entry changed) is what the in-thread reader reads from scratch.
+      server.set(body(round, 8000));
+      const signal = new AbortController().signal;
+      const [a, b] = [await thread.health(query, read(signal)), await local.health(query, read(signal))];
+      assert.deepEqual(shape(a), shape(b), `round ${round} (abort after ${delayMs} ms)`);
+    }
+    assert.equal(resets, 0, 'the two sides never went out of step');
+  });
+
   it('a crash of the thread is ERR_CONSUL_READER, keeps the last good set, and the next request restarts it', async () => {
     const dev = await ConsulDevServer.start({ dns: false });
     cleanup.push(() => dev.stop());
