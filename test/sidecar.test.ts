@@ -326,6 +326,23 @@ describe('sidecar: a large /v1/workers body (700 workers, over 64 KiB)', () => {
       assert.ok(Buffer.byteLength(plain.body) > 64 * 1024, `body of ${Buffer.byteLength(plain.body)} bytes`);
       assert.equal(Number(plain.headers['content-length']), Buffer.byteLength(plain.body));
       assert.equal((JSON.parse(plain.body) as WorkersBody).workers.length, 700);
+      // Byte for byte the plain serialisation of the documented shape (the body is assembled from per-worker parts).
+      const s = resolver.snapshot();
+      const plainJson = JSON.stringify({
+        index: s.version,
+        source: s.source,
+        stale: s.stale,
+        updatedAt: new Date(s.updatedAt).toISOString(),
+        workers: s.workers.map((w) => ({
+          url: w.url.href,
+          id: w.id,
+          node: w.node,
+          tags: w.tags,
+          meta: w.meta,
+          status: w.status,
+        })),
+      });
+      assert.equal(plain.body, `${plainJson}\n`);
       const head = await httpGet(`${sidecar.url}/v1/workers`, { method: 'HEAD' });
       assert.equal(head.status, 200);
       assert.equal(head.body, '');
@@ -341,6 +358,12 @@ describe('sidecar: a large /v1/workers body (700 workers, over 64 KiB)', () => {
         assert.equal(Number(res.headers['content-length']), Buffer.byteLength(res.body));
         assert.equal((JSON.parse(res.body) as WorkersBody).workers.length, 701);
       }
+      // The next body reuses the parts of the 700 unchanged workers and is still the whole, current answer.
+      const after = JSON.parse(answers[0]!.body) as WorkersBody;
+      assert.deepEqual(
+        after.workers.map((w) => w.id).sort(),
+        [...Array.from({ length: 701 }, (_, i) => `worker-${i + 1}`)].sort(),
+      );
     } finally {
       await sidecar.close();
       await resolver.close();
