@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
   // rust/ is the Cargo workspace (its test fixture script is checked by the Rust suite that runs it).
-  { ignores: ['dist/', 'build/', 'node_modules/', 'coverage/', 'rust/'] },
+  { ignores: ['dist/', '.test-dist-*/', 'build/', 'node_modules/', 'coverage/', 'rust/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

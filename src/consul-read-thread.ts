@@ -83,7 +83,13 @@ interface Pending {
   readonly signal: AbortSignal;
 }
 
-/** Where the thread's code is: the compiled `.js` next to this file, or the source under tsx. */
+/**
+ * Where the thread's code is: the compiled `.js` next to this file, or the source under tsx.
+ * The thread gets none of the process's `execArgv`: it needs no flag, and some that are fine
+ * for the process make a worker fail at start (`--input-type`, for one, is only valid with
+ * `--eval`: a coordinator started with `node --input-type=module -e …` had a thread that
+ * died at once).
+ */
 function startWorker(data: ReaderData): Worker {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
@@ -91,9 +97,9 @@ function startWorker(data: ReaderData): Worker {
     const entry = new URL('./consul-read-worker.ts', here).href;
     const api = import.meta.resolve('tsx/esm/api');
     const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-    return new Worker(code, { eval: true, workerData: data });
+    return new Worker(code, { eval: true, workerData: data, execArgv: [] });
   }
-  return new Worker(new URL('./consul-read-worker.js', here), { workerData: data });
+  return new Worker(new URL('./consul-read-worker.js', here), { workerData: data, execArgv: [] });
 }
 
 /** The reader thread (see the file comment). */
