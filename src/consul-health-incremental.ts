@@ -27,6 +27,7 @@
 import { entryToWorker, parseHealthBody } from './consul-health.js';
 import type { ConsulWorkerPolicy, ParsedHealth } from './consul-health.js';
 import type { WorkerCandidate } from './source.js';
+import { finishInTurns, finishNow, nextTurn } from './turns.js';
 
 type EntryResult = WorkerCandidate | 'rejected' | 'filtered';
 
@@ -141,10 +142,7 @@ export class IncrementalHealthParser {
 
   /** Parses `body` in one go. Throws `ERR_CONSUL_MALFORMED` exactly when {@link parseHealthBody} does. */
   parse(body: Buffer): ParsedHealth {
-    const steps = this.read(body, Number.POSITIVE_INFINITY);
-    let step = steps.next();
-    while (step.done !== true) step = steps.next();
-    return step.value ?? this.whole(body);
+    return finishNow(this.read(body, Number.POSITIVE_INFINITY)) ?? this.whole(body);
   }
 
   /**
@@ -155,23 +153,12 @@ export class IncrementalHealthParser {
    * time per parser (the source's loop is sequential).
    */
   async parseChunked(body: Buffer, sliceMs: number, signal?: AbortSignal): Promise<ParsedHealth | undefined> {
-    const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
     // A large body arrives in the turn that assembled it (a 10 MiB copy): start in a fresh one.
-    if (body.length >= LARGE_BODY_BYTES) await turn();
+    if (body.length >= LARGE_BODY_BYTES) await nextTurn();
     if (isAborted(signal)) return undefined;
-    const steps = this.read(body, sliceMs);
-    let sliceStart = performance.now();
-    let step = steps.next();
-    while (step.done !== true) {
-      await turn();
-      if (isAborted(signal)) return undefined;
-      sliceStart = performance.now();
-      step = steps.next();
-    }
-    const result = step.value ?? this.whole(body);
-    // What comes next (the engine's build and publish) gets a fresh turn when this one was long.
-    if (performance.now() - sliceStart >= sliceMs / 2) await turn();
-    return result;
+    const read = await finishInTurns(this.read(body, sliceMs), () => isAborted(signal));
+    if (isAborted(signal)) return undefined;
+    return read ?? this.whole(body);
   }
 
   /** The whole-body parser decides; it throws for a malformed body (state kept as it was). */
@@ -254,6 +241,8 @@ export class IncrementalHealthParser {
         break;
       }
     }
+    // What comes next (the engine's build and publish) gets a fresh turn when this slice was long.
+    if (performance.now() - sliceStart >= sliceMs / 2) yield;
     const workers: WorkerCandidate[] = [];
     let rejected = 0;
     let filtered = 0;

@@ -5,7 +5,10 @@
  * `onOutcome` from their own async loops; timers (damping, staleness, guard hold, no-contact
  * failover) call back in. No method awaits between reading and writing state, so each
  * callback sees and leaves a consistent state; the published snapshot is replaced by one
- * assignment, which is what makes `getUrls()` safe without locks.
+ * assignment, which is what makes `getUrls()` safe without locks. The one thing that takes
+ * more than a turn is a large full build (a source's first answer of thousands of workers,
+ * issue #13): it runs in slices of a few ms, and outcomes that arrive meanwhile wait behind
+ * it, in order, as if that answer had come later.
  *
  * Rules, in the order they apply to an answer:
  *  - Only the *active* source drives the snapshot: Consul normally, DNS while failed over
@@ -20,9 +23,15 @@ import type { Clock, TimerHandle } from './clock.js';
 import type { Logger, ResolverObserver } from './events.js';
 import { EMPTY_SNAPSHOT, makeSnapshot } from './snapshot.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
-import { buildWorkerSet, diffWorkers, isEmptyDiff } from './worker-set.js';
+import { finishInTurns } from './turns.js';
+import { buildWorkerSet, diffWorkers, isEmptyDiff, startBuild } from './worker-set.js';
 import type { BuiltWorkerSet, WorkerCache } from './worker-set.js';
-import type { Source, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
+import type { Source, SourceAnswer, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
+
+/** A full build of at least this many candidates runs in event-loop turns (≈ 2 µs each). */
+const SLICED_BUILD_FROM = 2_000;
+/** The work a sliced build does in one turn, in ms. */
+const BUILD_SLICE_MS = 5;
 
 /** Mass-failure guard settings. */
 export interface GuardConfig {
@@ -114,6 +123,8 @@ export class Engine {
   /** Stop of the DNS source after a failback; awaited by close(). */
   private stopping: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Outcomes that arrived while a build ran over several turns, in order; undefined when none runs. */
+  private held: SourceOutcome[] | undefined;
   private readonly sink = { onOutcome: (outcome: SourceOutcome): void => this.onOutcome(outcome) };
 
   constructor(config: EngineConfig) {
@@ -167,12 +178,54 @@ export class Engine {
 
   private onOutcome(outcome: SourceOutcome): void {
     if (this.closed) return;
+    if (this.held !== undefined) {
+      this.held.push(outcome);
+      return;
+    }
+    if (!outcome.ok || outcome.unchanged) {
+      this.take(outcome, undefined);
+      return;
+    }
+    const previous = this.answers.get(outcome.source)?.cache;
+    const build = startBuild(outcome.workers, previous, outcome.edit, SLICED_BUILD_FROM, BUILD_SLICE_MS);
+    if (build.set !== undefined) this.take(outcome, build.set);
+    else void this.takeInTurns(outcome, build.steps);
+  }
+
+  /** Finishes a build in turns, then takes its answer and the outcomes held meanwhile, in order. */
+  private async takeInTurns(answer: SourceAnswer, steps: Generator<void, BuiltWorkerSet>): Promise<void> {
+    const held: SourceOutcome[] = [];
+    this.held = held;
+    let set: BuiltWorkerSet | undefined;
+    try {
+      set = await finishInTurns(steps, () => this.closed);
+    } catch (err) {
+      this.config.logger.error('worker-resolver: building the worker set failed; answer ignored', {
+        source: answer.source,
+        error: String(err),
+      });
+    }
+    this.held = undefined;
+    if (this.closed) return;
+    if (set !== undefined) this.take(answer, set);
+    for (const [i, outcome] of held.entries()) {
+      this.onOutcome(outcome);
+      // Read again: that outcome may have started a build of its own; the rest waits behind it.
+      const behind = this.held as SourceOutcome[] | undefined;
+      if (behind !== undefined) {
+        behind.push(...held.slice(i + 1));
+        return;
+      }
+    }
+  }
+
+  /** Applies one outcome; `set` is the built answer of an outcome that is a changed answer. */
+  private take(outcome: SourceOutcome, set: BuiltWorkerSet | undefined): void {
     const { service, logger } = this.config;
     const source = outcome.source;
     let rejected = 0;
     if (outcome.ok) {
-      if (!outcome.unchanged) {
-        const set = buildWorkerSet(outcome.workers, this.answers.get(source)?.cache, outcome.edit);
+      if (set !== undefined) {
         rejected = outcome.rejected + set.rejected;
         this.answers.set(source, {
           workers: set.workers,

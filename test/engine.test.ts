@@ -4,6 +4,9 @@ import type { EngineConfig } from '../src/engine.js';
 import type { FailoverEvent, GuardEvent, PublishEvent, StaleEvent } from '../src/events.js';
 import { ErrorCode } from '../src/errors.js';
 import { worker, workers } from './helpers/fake-source.js';
+import type { WorkerCandidate } from '../src/source.js';
+import type { RefreshEvent } from '../src/events.js';
+import { buildWorkerSet } from '../src/worker-set.js';
 import { startEngine } from './helpers/engine-harness.js';
 import type { EngineHarness } from './helpers/engine-harness.js';
 
@@ -426,5 +429,92 @@ describe('engine: lifecycle', () => {
     h.consul.answer(workers(1), { index: 1 });
     assert.equal(seen, 1);
     assert.equal(h.engine.current.version, 1);
+  });
+});
+
+describe('engine: large full builds run in event-loop turns (issue #13)', () => {
+  /** `n` workers on distinct addresses, all on `port`. */
+  function many(n: number, port = 8080): WorkerCandidate[] {
+    return Array.from({ length: n }, (_, i) => {
+      const address = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+      return { ...worker(1), url: `http://${address}:${port}`, id: `w${i}`, node: `n${i}`, address, port };
+    });
+  }
+
+  /** Resolves once nothing is left to do but `until()` is true, counting the turns it waited. */
+  async function turnsUntil(until: () => boolean): Promise<number> {
+    let turns = 0;
+    while (!until()) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turns += 1;
+      if (turns > 100_000) throw new Error('gave up waiting');
+    }
+    return turns;
+  }
+
+  it('publishes a 20,000-worker first answer after other callbacks ran, exactly as built in one go', async () => {
+    const h = harness();
+    const list = many(20_000);
+    h.consul.answer(list, { index: 1 });
+    assert.equal(h.engine.current.version, 0, 'not built in the turn that brought the answer');
+    const turns = await turnsUntil(() => h.engine.current.version === 1);
+    assert.ok(turns >= 2, `the event loop ran ${turns} turns while it was built`);
+    assert.deepEqual(
+      h.engine.current.urls.map((u) => u.href),
+      buildWorkerSet(list).urls.map((u) => u.href),
+    );
+    assert.equal(h.publishes.length, 1);
+    // The next answer (one worker gone) is incremental from the sliced build: at once.
+    h.consul.answer(list.slice(1), { index: 2 });
+    assert.equal(h.engine.current.version, 2);
+    assert.equal(h.publishes[1]?.diff.removed.length, 1);
+  });
+
+  it('takes the outcomes that arrive during the build after it, in their order', async () => {
+    const refreshes: RefreshEvent[] = [];
+    const h = harness({ observers: [{ onRefresh: (e: RefreshEvent) => refreshes.push(e) }] });
+    h.consul.answer(many(20_000), { index: 1 });
+    h.consul.answer(workers(3), { index: 2 });
+    h.consul.fail();
+    assert.equal(refreshes.length, 0);
+    await turnsUntil(() => refreshes.length === 3);
+    assert.deepEqual(
+      refreshes.map((e) => (e.outcome.ok ? e.outcome.index : e.outcome.error.code)),
+      [1, 2, ErrorCode.CONSUL_UNREACHABLE],
+    );
+    assert.equal(h.engine.current.version, 2);
+    assert.deepEqual(hosts(h), ['10.0.0.1:8080', '10.0.0.2:8080', '10.0.0.3:8080']);
+  });
+
+  it('holds the rest behind a held outcome that needs a build in turns of its own', async () => {
+    const sizes: number[] = [];
+    const h = harness({ observers: [{ onPublish: (e: PublishEvent) => sizes.push(e.snapshot.urls.length) }] });
+    h.consul.answer(many(20_000, 8080), { index: 1 });
+    h.consul.answer(many(20_000, 9090), { index: 2 }); // every URL new: a full build again
+    h.consul.answer(workers(2), { index: 3 });
+    await turnsUntil(() => h.engine.current.consulIndex === 3);
+    assert.deepEqual(sizes, [20_000, 20_000, 2]);
+    assert.equal(h.engine.current.urls.length, 2);
+  });
+
+  it('close() during the build: nothing is published, later outcomes are ignored', async () => {
+    const h = harness();
+    h.consul.answer(many(20_000), { index: 1 });
+    const consul = h.consul;
+    const sink = consul.sink;
+    await h.engine.close();
+    sink?.onOutcome({
+      ok: true,
+      source: 'consul',
+      workers: workers(1),
+      rejected: 0,
+      index: 2,
+      unchanged: false,
+      durationMs: 1,
+      blocking: false,
+    });
+    for (let i = 0; i < 50; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(h.engine.current.version, 0);
+    assert.equal(h.publishes.length, 0);
   });
 });

@@ -2,14 +2,18 @@
  * The worker-set build driven by a source's edit (issue #13): with a `CandidateEdit` from
  * the list it built last, the build costs what changed (it reads none of the candidates) and
  * gives exactly what a full build gives; an edit that does not fit is ignored, never
- * trusted. And `applyRuns`, which turns the reader thread's runs into that edit.
+ * trusted. A large full build in steps (`startBuild`, the engine's way of keeping the event
+ * loop free) gives exactly what the one-go build gives. And `applyRuns`, which turns the reader
+ * thread's runs into that edit.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { applyRuns } from '../src/consul-read-thread.js';
 import type { CandidateEdit, WorkerCandidate } from '../src/source.js';
-import { buildWorkerSet, diffWorkers } from '../src/worker-set.js';
+import { finishNow } from '../src/turns.js';
+import { buildWorkerSet, diffWorkers, startBuild } from '../src/worker-set.js';
+import type { BuiltWorkerSet } from '../src/worker-set.js';
 
 function candidate(i: number, status: WorkerCandidate['status'] = 'passing'): WorkerCandidate {
   return {
@@ -155,5 +159,67 @@ describe('applyRuns (the reader thread’s answer on the main thread)', () => {
     ]) {
       assert.equal(applyRuns(last, Int32Array.from(runs), fresh), undefined, `runs ${runs.join(',')}`);
     }
+  });
+});
+
+describe('startBuild (a large full build in steps)', () => {
+  /** Runs the steps to the end, counting the yields. */
+  function finish(steps: Generator<void, BuiltWorkerSet>): { set: BuiltWorkerSet; yields: number } {
+    let yields = 0;
+    let step = steps.next();
+    while (step.done !== true) {
+      yields += 1;
+      step = steps.next();
+    }
+    return { set: step.value, yields };
+  }
+
+  // 3,000 candidates, a duplicate URL (the smaller id wins) and one URL that does not parse.
+  const list = [
+    ...Array.from({ length: 3_000 }, (_, i) => candidate(i)),
+    { ...candidate(7), id: 'w-0007' },
+    { ...candidate(9), url: 'http://[bad' },
+  ];
+
+  it('yields between slices and gives exactly the one-go build', () => {
+    const build = startBuild(list, undefined, undefined, 2_000, 0);
+    assert.ok(build.steps !== undefined, 'a full build of 3,002 candidates (from 2,000 on) comes as steps');
+    const { set, yields } = finish(build.steps);
+    // A slice of 0 ms ends at every clock check (every 64 candidates), and once more before the sort.
+    assert.ok(yields >= Math.floor(list.length / 64), `${yields} yields`);
+    const once = buildWorkerSet(list);
+    assert.deepEqual(set.workers, once.workers);
+    assert.deepEqual(
+      set.urls.map((u) => u.href),
+      once.urls.map((u) => u.href),
+    );
+    assert.equal(set.rejected, 1);
+    assert.equal(set.workers.find((w) => w.url.host === '10.0.0.7:8080')?.id, 'w-0007');
+    assert.ok(Object.isFrozen(set.workers) && Object.isFrozen(set.urls));
+  });
+
+  it('builds at once below the threshold and when the build is incremental', () => {
+    assert.ok(startBuild(list.slice(0, 1_999), undefined, undefined, 2_000, 0).set !== undefined);
+    const clean = list.slice(0, 3_000);
+    const first = finishNow(startBuild(clean, undefined, undefined, 2_000, 0).steps!);
+    const next = [...clean.slice(0, 10), candidate(5_000), ...clean.slice(11)];
+    const build = startBuild(next, first.cache, undefined, 2_000, 0);
+    assert.ok(build.set !== undefined, 'one change in 3,000: incremental, at once');
+    assert.ok(build.set.changes !== undefined);
+    assert.deepEqual(build.set.changes.diff, diffWorkers(first.workers, build.set.workers));
+  });
+
+  it('changes nothing until it returns: an abandoned build leaves its cache usable', () => {
+    const clean = list.slice(0, 3_000);
+    const base = buildWorkerSet(clean);
+    // More than a quarter changed: the full path, in steps, reusing the cache's workers.
+    const moved = clean.map((c, i) => (i % 2 === 0 ? { ...c, status: 'warning' as const } : c));
+    const abandoned = startBuild(moved, base.cache, undefined, 2_000, 0);
+    assert.ok(abandoned.steps !== undefined);
+    for (let i = 0; i < 10; i += 1) abandoned.steps.next();
+    const next = [...clean.slice(0, 10), candidate(5_000), ...clean.slice(11)];
+    const after = buildWorkerSet(next, base.cache);
+    assert.ok(after.changes !== undefined, 'still incremental from the untouched cache');
+    assert.deepEqual(after.workers, buildWorkerSet(next).workers);
   });
 });
