@@ -6,9 +6,9 @@
  * probe sees on this thread is the resolver's own work: receiving the body, comparing, parsing
  * what changed, building, diffing, publishing.
  *
- * The probe is `perf_hooks.monitorEventLoopDelay` (1 ms resolution), reset at every publish:
- * its `max` over one interval is the longest the event loop was held while that answer
- * arrived and was processed. Next to it, `performance.eventLoopUtilization()` between two
+ * The probe is `perf_hooks.monitorEventLoopDelay` (1 ms resolution), read and reset in the
+ * first timer turn after every publish: its `max` over one interval is the longest the event
+ * loop was held while that answer arrived and was processed, its publishing turn included. Next to it, `performance.eventLoopUtilization()` between two
  * publishes: the time this thread was busy (not waiting for I/O) per answer, which is what
  * the resolver costs the thread; the delay also holds the time the OS ran other threads
  * (on 2 cores: the scripted Consul and the reader thread) while this one was due.
@@ -112,15 +112,21 @@ export async function measureEventLoop(
     let published = 0;
     const done = new Promise<void>((resolve) => {
       resolver.subscribe(() => {
-        published += 1;
-        const now = performance.eventLoopUtilization();
-        if (published > 1) {
-          perAnswer.push(histogram.max / 1e6);
-          perAnswerActive.push(now.active - elu.active);
-        } else firstAnswerMaxMs = histogram.max / 1e6;
-        elu = now;
-        histogram.reset();
-        if (published > answers || signal.aborted) resolve();
+        // Read in the next timer turn, not here: the histogram records a turn's delay when its
+        // own timer fires after it, and a reset() forgets the sample in progress, so reading and
+        // resetting inside the publishing turn would lose that turn's delay (the engine's build
+        // and publish) from every answer's figure.
+        setTimeout(() => {
+          published += 1;
+          const now = performance.eventLoopUtilization();
+          if (published > 1) {
+            perAnswer.push(histogram.max / 1e6);
+            perAnswerActive.push(now.active - elu.active);
+          } else firstAnswerMaxMs = histogram.max / 1e6;
+          elu = now;
+          histogram.reset();
+          if (published > answers || signal.aborted) resolve();
+        }, 0);
       });
       signal.addEventListener('abort', () => resolve(), { once: true });
     });

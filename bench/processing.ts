@@ -541,8 +541,9 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
         notes: [
           'A resolver on this thread long-polls a scripted Consul in a worker thread, which answers each blocking ' +
             `query after ${plan.spacingMs} ms with the other of two captured bodies (one entry changed) and a new index. ` +
-            'perf_hooks.monitorEventLoopDelay (1 ms resolution) is reset at each publish: a row value is the longest ' +
-            'event-loop delay while one answer was received and processed; "thread busy" is ' +
+            'perf_hooks.monitorEventLoopDelay (1 ms resolution) is read and reset in the first timer turn after each ' +
+            'publish: a row value is the longest event-loop delay while one answer was received and processed, its ' +
+            'publishing turn included (#13b: reset inside that turn lost it); "thread busy" is ' +
             "performance.eventLoopUtilization() between two publishes (the resolver's own work on this thread, which " +
             'preemption by the other threads on these 2 cores does not add to). Readers: in-thread (HTTP and reading on ' +
             'this event loop, in turns of ≤ 5 ms) and thread (HTTP, comparison and reading in a worker thread; only ' +

@@ -45,6 +45,8 @@ export type ReaderRequest =
       readonly compareBody: boolean;
     }
   | { readonly type: 'abort'; readonly id: number }
+  /** The main thread took a `fresh` message of this request: the thread may send the next. */
+  | { readonly type: 'took'; readonly id: number }
   /** Read this body as the last one (the main thread holds its candidates, in order). */
   | { readonly type: 'prime'; readonly body: Uint8Array }
   | { readonly type: 'reset' }
@@ -229,6 +231,7 @@ export class ConsulReadThread implements ConsulReader {
   private onMessage(m: ReaderReply): void {
     this.answered = true;
     if (m.type === 'fresh') {
+      this.worker?.postMessage({ type: 'took', id: m.id } satisfies ReaderRequest);
       const ahead = this.ahead.get(m.id);
       if (ahead === undefined) this.ahead.set(m.id, [...m.fresh]);
       else ahead.push(...m.fresh);

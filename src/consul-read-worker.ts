@@ -24,7 +24,12 @@ import type { ReaderData, ReaderReply, ReaderRequest } from './consul-read-threa
 import { isWorkerResolverError } from './errors.js';
 import type { WorkerCandidate } from './source.js';
 
-/** Candidates sent per message: bounds the main thread's deserialising turn (a first answer of 10,000). */
+/**
+ * Candidates sent per message: bounds the main thread's deserialising turn (a first answer of
+ * 10,000: ≈ 4 ms per message). The next message goes once the main thread took the last one
+ * (`took`): Node's MessagePort hands every queued message over in one turn, so ten queued
+ * messages would be one 40 ms turn again.
+ */
 const FRESH_PER_MESSAGE = 1_000;
 
 const port = parentPort;
@@ -41,9 +46,24 @@ const parser = new IncrementalHealthParser(data.policy);
 /** Positions of the candidates of the last answer posted (what the main thread holds). */
 let lastPosition = new Map<WorkerCandidate, number>();
 const inFlight = new Map<number, AbortController>();
+/** Every reply goes out through this chain, in order: an answer's fresh batches wait for `took`. */
+let outbox = Promise.resolve();
+/** Resolvers of the batch the main thread has not taken yet, by request id. */
+const taken = new Map<number, () => void>();
 
 function send(reply: ReaderReply): void {
-  port?.postMessage(reply);
+  outbox = outbox.then(() => port?.postMessage(reply));
+}
+
+/** Sends `fresh` ahead of its answer and holds the replies behind it until the main thread took it. */
+function sendFresh(id: number, fresh: readonly WorkerCandidate[]): void {
+  outbox = outbox.then(
+    () =>
+      new Promise<void>((resolve) => {
+        taken.set(id, resolve);
+        port?.postMessage({ type: 'fresh', id, fresh } satisfies ReaderReply);
+      }),
+  );
 }
 
 async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, { type: 'health' }>): Promise<void> {
@@ -80,7 +100,7 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
       if (at === -1) {
         fresh.push(c);
         if (fresh.length === FRESH_PER_MESSAGE) {
-          send({ type: 'fresh', id, fresh });
+          sendFresh(id, fresh);
           fresh = [];
         }
       }
@@ -108,7 +128,10 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
 port.on('message', (m: ReaderRequest) => {
   if (m.type === 'health') void health(m.id, m.query, m);
   else if (m.type === 'abort') inFlight.get(m.id)?.abort();
-  else if (m.type === 'prime') {
+  else if (m.type === 'took') {
+    taken.get(m.id)?.();
+    taken.delete(m.id);
+  } else if (m.type === 'prime') {
     // The main thread holds the candidates of this body in order: position i is entry i.
     try {
       const parsed = parser.parse(Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength));

@@ -294,6 +294,56 @@ describe('Consul reader thread', () => {
     assert.equal(resets, 0, 'the two sides never went out of step');
   });
 
+  it("sends an answer's fresh candidates one message at a time, each after this side took the last", async () => {
+    const server = await bodyServer();
+    const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
+    const thread = new ConsulReadThread(config, policy);
+    cleanup.push(
+      () => server.close(),
+      () => thread.close(),
+    );
+    // This side takes each message 30 ms late: a thread that does not wait for it sends the
+    // rest meanwhile (they would all arrive in one turn, which is what the pacing prevents).
+    const events: { type: string; at: 'arrived' | 'taken' }[] = [];
+    const target = thread as unknown as { onMessage(m: { type: string }): void };
+    const take = target.onMessage.bind(thread);
+    let queue = Promise.resolve();
+    target.onMessage = (m) => {
+      events.push({ type: m.type, at: 'arrived' });
+      queue = queue.then(async () => {
+        if (m.type === 'fresh') await new Promise((resolve) => setTimeout(resolve, 30));
+        events.push({ type: m.type, at: 'taken' });
+        take(m);
+      });
+    };
+    server.set(
+      JSON.stringify(
+        Array.from({ length: 3_500 }, (_, i) => ({
+          Node: { Node: `n${i}`, Address: `10.1.${i >> 8}.${i & 255}` },
+          Service: { ID: `w${i}`, Port: 8080 },
+        })),
+      ),
+    );
+    const signal = new AbortController().signal;
+    const answer = await thread.health(query, { index: 0, waitMs: 1000, timeoutMs: 5000, signal, compareBody: true });
+    assert.ok(!(answer instanceof WorkerResolverError) && answer.body === 'read');
+    assert.equal(answer.workers.length, 3_500);
+    // 3 messages of 1,000 ahead of the answer; each one arrives after the one before was taken.
+    assert.deepEqual(
+      events.map((e) => `${e.type} ${e.at}`),
+      [
+        'fresh arrived',
+        'fresh taken',
+        'fresh arrived',
+        'fresh taken',
+        'fresh arrived',
+        'fresh taken',
+        'answer arrived',
+        'answer taken',
+      ],
+    );
+  });
+
   it('a crash of the thread is ERR_CONSUL_READER, keeps the last good set, and the next request restarts it', async () => {
     const dev = await ConsulDevServer.start({ dns: false });
     cleanup.push(() => dev.stop());
