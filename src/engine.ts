@@ -24,8 +24,9 @@ import type { Logger, ResolverObserver } from './events.js';
 import { EMPTY_SNAPSHOT, makeSnapshot } from './snapshot.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 import { finishInTurns } from './turns.js';
-import { buildWorkerSet, diffWorkers, isEmptyDiff, startBuild } from './worker-set.js';
-import type { BuiltWorkerSet, WorkerCache } from './worker-set.js';
+import type { BuiltWorkerSet, WorkerCache } from './worker-cache.js';
+import { diffWorkers, isEmptyDiff } from './worker-diff.js';
+import { buildWorkerSet, startBuild } from './worker-set.js';
 import type { Source, SourceAnswer, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
 
 /** A full build of at least this many candidates runs in event-loop turns (≈ 2 µs each). */

@@ -8,7 +8,7 @@ export { createWorkerResolver, StaticWorkerResolver, debugLogger } from './resol
 export type { DiscoveringWorkerResolver, ReadyOptions, WorkerResolver } from './resolver.js';
 export type { ConsulOptions, DnsOptions, WorkerResolverOptions } from './options.js';
 export { EMPTY_SNAPSHOT } from './snapshot.js';
-export { diffWorkers } from './worker-set.js';
+export { diffWorkers } from './worker-diff.js';
 export { ImmutableUrl, ImmutableUrlError } from './immutable-url.js';
 export type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 export type { SourceKind, SourceOutcome, SourceAnswer, SourceFailure, WorkerStatus } from './source.js';

@@ -19,7 +19,7 @@ import { InThreadConsulReader } from '../src/consul-reader.js';
 import type { ReaderAnswer } from '../src/consul-reader.js';
 import { Engine } from '../src/engine.js';
 import { buildWorkerSet } from '../src/worker-set.js';
-import type { BuiltWorkerSet } from '../src/worker-set.js';
+import type { BuiltWorkerSet } from '../src/worker-cache.js';
 import { WorkerResolverError } from '../src/errors.js';
 import { resolveConsul } from '../src/options-consul.js';
 import { ConsulSource } from '../src/source-consul.js';

@@ -12,8 +12,9 @@ import fc from 'fast-check';
 import { applyRuns } from '../src/consul-read-thread.js';
 import type { CandidateEdit, WorkerCandidate } from '../src/source.js';
 import { finishNow } from '../src/turns.js';
-import { buildWorkerSet, diffWorkers, startBuild } from '../src/worker-set.js';
-import type { BuiltWorkerSet } from '../src/worker-set.js';
+import type { BuiltWorkerSet } from '../src/worker-cache.js';
+import { diffWorkers } from '../src/worker-diff.js';
+import { buildWorkerSet, startBuild } from '../src/worker-set.js';
 
 function candidate(i: number, status: WorkerCandidate['status'] = 'passing'): WorkerCandidate {
   return {

@@ -18,7 +18,7 @@ import { createWorkerResolver } from '../resolver.js';
 import type { DiscoveringWorkerResolver } from '../resolver.js';
 import { startSidecar } from '../sidecar.js';
 import type { Sidecar } from '../sidecar.js';
-import { diffWorkers } from '../worker-set.js';
+import { diffWorkers } from '../worker-diff.js';
 import { createCliLogger, helpText, parseCli } from './config.js';
 import { startOtel } from './otel.js';
 
