@@ -60,10 +60,30 @@ export interface DnsQueryOptions {
   /** Timer source for the per-attempt timeout; defaults to {@link systemClock}. */
   readonly clock?: Clock;
   /**
+   * Called once per exchange (one server, one transport) that got an answer or failed, before
+   * the query goes on; not for an exchange ended by `signal`. For client spans: the caller
+   * keeps what it needs as values. Must not throw.
+   */
+  readonly onExchange?: (exchange: DnsExchange) => void;
+  /**
    * Send an EDNS0 OPT record (default true). `false` asks the way a plain stub resolver
    * does, so `doctor` can see the answer such a client gets (Consul cuts it to 3 records).
    */
   readonly edns?: boolean;
+}
+
+/** One exchange of a {@link query}: one server, one transport, its answer's rcode or its error. */
+export interface DnsExchange {
+  readonly question: DnsQuestion;
+  readonly server: DnsServer;
+  readonly transport: 'udp' | 'tcp';
+  /** `clock.monotonic()` when the request was sent, and how long the exchange took, in ms. */
+  readonly startedAt: number;
+  readonly durationMs: number;
+  /** The answer's rcode (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, …); undefined when there was no answer. */
+  readonly rcode?: string;
+  /** Why there was no answer (timeout, unreachable server, malformed answer). */
+  readonly error?: WorkerResolverError;
 }
 
 /** An SRV record (RFC 2782). Names are lower-case, without the trailing dot; the root is `.`. */
@@ -245,6 +265,7 @@ function exchange(
     additionals: opts.edns === false ? [] : [ednsOpt()],
   };
   const label = `${describe(server)} over ${transport}`;
+  const startedAt = clock.monotonic();
   return new Promise<DnsResponse>((resolve, reject) => {
     let settled = false;
     let close = (): void => {};
@@ -260,6 +281,11 @@ function exchange(
       timer.cancel();
       signal?.removeEventListener('abort', onAbort);
       close();
+      if (!(signal?.aborted === true)) {
+        const took = { question, server, transport, startedAt, durationMs: clock.monotonic() - startedAt };
+        if (outcome instanceof WorkerResolverError) opts.onExchange?.({ ...took, error: outcome });
+        else if (!(outcome instanceof Error)) opts.onExchange?.({ ...took, rcode: outcome.rcode });
+      }
       if (outcome instanceof Error) reject(outcome);
       else resolve(outcome);
     };

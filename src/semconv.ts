@@ -26,6 +26,14 @@ export const ATTR_URL_SCHEME = 'url.scheme';
 export const ATTR_SERVER_ADDRESS = 'server.address';
 /** Standard: the server's port. */
 export const ATTR_SERVER_PORT = 'server.port';
+/** Standard (network semconv): `udp` or `tcp`, on a DNS client span. */
+export const ATTR_NETWORK_TRANSPORT = 'network.transport';
+/** OTel semconv (DNS, development): the name asked for, on a DNS client span. */
+export const ATTR_DNS_QUESTION_NAME = 'dns.question.name';
+/** DNS client span: the record type asked for (`SRV`, `A`, `AAAA`). */
+export const ATTR_DNS_QUESTION_TYPE = 'worker_resolver.dns.question.type';
+/** DNS client span: the answer's rcode (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, …), when there was an answer. */
+export const ATTR_DNS_RCODE = 'worker_resolver.dns.rcode';
 /** Sidecar: the request is a long poll (`index` given); its span covers the hold. */
 export const ATTR_LONG_POLL = 'worker_resolver.long_poll';
 

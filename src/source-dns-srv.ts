@@ -26,10 +26,18 @@ import net from 'node:net';
 import { Backoff } from './backoff.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { parseDnsServer, query } from './dns-client.js';
-import type { AddressRecord, DnsRecord, DnsResponse, DnsServer, DnsTransport, SrvRecord } from './dns-client.js';
+import type {
+  AddressRecord,
+  DnsExchange,
+  DnsRecord,
+  DnsResponse,
+  DnsServer,
+  DnsTransport,
+  SrvRecord,
+} from './dns-client.js';
 import { urlHost } from './consul-health.js';
 import { ErrorCode, WorkerResolverError, isWorkerResolverError } from './errors.js';
-import type { Source, SourceOutcome, SourceSink, WorkerCandidate } from './source.js';
+import type { DnsQueryInfo, Source, SourceOutcome, SourceSink, WorkerCandidate } from './source.js';
 
 /** Fully resolved configuration of {@link DnsSrvSource}; the options module validates it and fills defaults. */
 export interface DnsSrvSourceConfig {
@@ -62,7 +70,10 @@ interface Found {
   readonly ttlSeconds: number | undefined;
 }
 
-type Lookup = Found | { readonly ok: false; readonly error: WorkerResolverError };
+/** A lookup's result, with the DNS exchanges it took (for client spans). */
+type Lookup = (Found | { readonly ok: false; readonly error: WorkerResolverError }) & {
+  readonly queries: readonly DnsQueryInfo[];
+};
 
 /** How many targets are resolved at once when the Additional section lacks their addresses. */
 const TARGET_CONCURRENCY = 8;
@@ -162,16 +173,25 @@ function settle(
   durationMs: number,
   backoff: Backoff,
 ): { outcome: SourceOutcome; nextInMs: number } {
+  const queries = result.queries.length === 0 ? {} : { dnsQueries: result.queries };
   if (!result.ok) {
     const retryInMs = backoff.next();
-    const outcome = { ok: false, source: 'dns', error: result.error, durationMs, blocking: false, retryInMs } as const;
+    const outcome = {
+      ok: false,
+      source: 'dns',
+      error: result.error,
+      durationMs,
+      blocking: false,
+      retryInMs,
+      ...queries,
+    } as const;
     return { outcome, nextInMs: retryInMs };
   }
   backoff.reset();
   const ttlMs = result.ttlSeconds === undefined ? config.minRefreshMs : result.ttlSeconds * 1000;
   const { workers, rejected } = result;
   return {
-    outcome: { ok: true, source: 'dns', workers, rejected, unchanged: false, durationMs, blocking: false },
+    outcome: { ok: true, source: 'dns', workers, rejected, unchanged: false, durationMs, blocking: false, ...queries },
     nextInMs: Math.min(config.maxRefreshMs, Math.max(config.minRefreshMs, ttlMs)),
   };
 }
@@ -200,16 +220,45 @@ async function lookup(
   const forward = (): void => local.abort(signal?.reason);
   signal?.addEventListener('abort', forward, { once: true });
   if (signal?.aborted === true) forward();
+  // Each exchange, as a value for the client spans (the source knows nothing of tracing).
+  const started = config.clock.monotonic();
+  const queries: DnsQueryInfo[] = [];
+  const onExchange = (e: DnsExchange): void => {
+    queries.push({
+      name: e.question.name,
+      type: e.question.type,
+      serverAddress: e.server.host,
+      serverPort: e.server.port,
+      transport: e.transport,
+      startOffsetMs: Math.max(0, e.startedAt - started),
+      durationMs: e.durationMs,
+      ...(e.rcode === undefined ? {} : { rcode: e.rcode }),
+      ...(e.error === undefined ? {} : { error: e.error }),
+    });
+  };
   const ask = (name: string, type: 'SRV' | 'A' | 'AAAA'): Promise<DnsResponse> =>
     query(
       { name, type },
-      { servers, transport: config.transport, timeoutMs: config.timeoutMs, clock: config.clock, signal: local.signal },
+      {
+        servers,
+        transport: config.transport,
+        timeoutMs: config.timeoutMs,
+        clock: config.clock,
+        signal: local.signal,
+        onExchange,
+      },
     );
+  const found = (f: Found): Lookup => ({ ...f, queries });
   try {
     const response = await ask(config.name, 'SRV');
     const srvs = follow(response.answers, config.name).filter((r): r is SrvRecord => r.type === 'SRV');
     if (response.rcode === 'NXDOMAIN' || srvs.length === 0 || srvs.some((r) => r.target === '.')) {
-      return { ok: true, workers: [], rejected: 0, ttlSeconds: minTtl(srvs.length > 0 ? srvs : negativeTtl(response)) };
+      return found({
+        ok: true,
+        workers: [],
+        rejected: 0,
+        ttlSeconds: minTtl(srvs.length > 0 ? srvs : negativeTtl(response)),
+      });
     }
     const lowest = Math.min(...srvs.map((r) => r.priority));
     const preferred = srvs
@@ -222,10 +271,10 @@ async function lookup(
     });
     const addresses = new Map(targets.map((target, i) => [target, resolved[i] ?? []]));
     const used = [...addresses.values()].flatMap((a) => (a === HOSTNAME ? [] : a));
-    return { ok: true, ...toWorkers(config, preferred, addresses), ttlSeconds: minTtl([...srvs, ...used]) };
+    return found({ ok: true, ...toWorkers(config, preferred, addresses), ttlSeconds: minTtl([...srvs, ...used]) });
   } catch (error) {
     if (signal?.aborted === true) throw error;
-    if (error instanceof WorkerResolverError) return { ok: false, error };
+    if (error instanceof WorkerResolverError) return { ok: false, error, queries };
     // Not a DNS error but a bug or an answer shape we did not expect: still a failure
     // outcome, never an exception thrown into the loop.
     const message = error instanceof Error ? error.message : String(error);
@@ -237,6 +286,7 @@ async function lookup(
         `unusable DNS answer for ${config.name}: ${message}`,
         cause,
       ),
+      queries,
     };
   } finally {
     signal?.removeEventListener('abort', forward);

@@ -52,6 +52,25 @@ export interface RequestInfo {
   readonly serverPort: number;
 }
 
+/**
+ * One DNS exchange behind a DNS outcome (one server, one transport), for client spans: what
+ * was asked of whom, when (relative to the start of the lookup) and what came back.
+ */
+export interface DnsQueryInfo {
+  readonly name: string;
+  readonly type: 'SRV' | 'A' | 'AAAA';
+  readonly serverAddress: string;
+  readonly serverPort: number;
+  readonly transport: 'udp' | 'tcp';
+  /** Milliseconds from the start of the lookup (the outcome's `durationMs` window) to this request. */
+  readonly startOffsetMs: number;
+  readonly durationMs: number;
+  /** The answer's rcode; undefined when there was no answer. */
+  readonly rcode?: string;
+  /** Why there was no answer (timeout, unreachable server, malformed answer). */
+  readonly error?: WorkerResolverError;
+}
+
 /** A successful answer from a source. */
 export interface SourceAnswer {
   readonly ok: true;
@@ -85,6 +104,8 @@ export interface SourceAnswer {
   readonly blocking: boolean;
   /** The HTTP request (Consul only). */
   readonly request?: RequestInfo;
+  /** The DNS exchanges of the lookup, in the order they ended (DNS only). */
+  readonly dnsQueries?: readonly DnsQueryInfo[];
 }
 
 /**
@@ -113,6 +134,8 @@ export interface SourceFailure {
   readonly retryInMs: number;
   /** The HTTP request (Consul only). */
   readonly request?: RequestInfo;
+  /** The DNS exchanges of the lookup, in the order they ended (DNS only). */
+  readonly dnsQueries?: readonly DnsQueryInfo[];
 }
 
 /** What a source hands to the engine after each request. */

@@ -15,6 +15,9 @@
  *    the Consul request itself, with its real start and end. A non-blocking request's client
  *    span is a child of its refresh span; a long poll's is a root span of its own (it covers
  *    the wait, which the refresh span does not) and the refresh span links to it.
+ *  - `DNS SRV` / `DNS A` / `DNS AAAA` (kind CLIENT): each DNS exchange of a lookup (one
+ *    server, one transport), a child of its refresh span, placed at its offset in the lookup;
+ *    `dns.question.name`, `server.address`, `server.port`, `network.transport`, the rcode.
  *  - `worker_resolver.publish`: a publish that happened outside a refresh span (damped
  *    publishes fire from a timer; the static set is published at start).
  *  - `worker_resolver.failover`, `worker_resolver.stale_change`, `worker_resolver.guard_change`.
@@ -25,13 +28,13 @@
  */
 import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
 import type { Attributes, Context, Span, Tracer, TracerProvider } from '@opentelemetry/api';
-import { InvalidOptionError, WorkerResolverError } from './errors.js';
+import { ErrorCode, InvalidOptionError, WorkerResolverError, errorTypeOf } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import type { RouteOptions, StagePlan } from './planner.js';
 import * as attr from './semconv.js';
 import { packageVersion } from './version.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
-import type { RequestInfo, SourceOutcome } from './source.js';
+import type { DnsQueryInfo, RequestInfo, SourceOutcome } from './source.js';
 
 /** Options of {@link createResolverTracing}. */
 export interface ResolverTracingOptions {
@@ -161,6 +164,39 @@ export function createResolverTracing(options: ResolverTracingOptions): Resolver
     return span;
   };
 
+  /**
+   * The CLIENT span of one DNS exchange (one server, one transport), placed in the lookup's
+   * window; an error rcode or no answer at all is status ERROR. NXDOMAIN is an answer.
+   */
+  const dnsSpan = (query: DnsQueryInfo, lookupStart: number, parent: Context): void => {
+    const start = lookupStart + query.startOffsetMs;
+    const span = tracer.startSpan(
+      `DNS ${query.type}`,
+      {
+        kind: SpanKind.CLIENT,
+        startTime: start,
+        attributes: {
+          ...base,
+          [attr.ATTR_DNS_QUESTION_NAME]: query.name,
+          [attr.ATTR_DNS_QUESTION_TYPE]: query.type,
+          [attr.ATTR_SERVER_ADDRESS]: query.serverAddress,
+          [attr.ATTR_SERVER_PORT]: query.serverPort,
+          [attr.ATTR_NETWORK_TRANSPORT]: query.transport,
+          ...(query.rcode === undefined ? {} : { [attr.ATTR_DNS_RCODE]: query.rcode }),
+        },
+      },
+      parent,
+    );
+    if (query.error !== undefined) recordError(span, query.error);
+    else if (query.rcode !== 'NOERROR' && query.rcode !== 'NXDOMAIN') {
+      const code = query.rcode === 'SERVFAIL' ? ErrorCode.DNS_SERVFAIL : ErrorCode.DNS_REFUSED;
+      span.setAttribute(attr.ATTR_ERROR_TYPE, errorTypeOf(code));
+      span.setAttribute(attr.ATTR_ERROR_CODE, code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `DNS server answered ${query.rcode ?? 'nothing'}` });
+    }
+    span.end(start + query.durationMs);
+  };
+
   const addWorkerEvents = (span: Span, diff: WorkerDiff): void => {
     let budget = maxEvents;
     let dropped = 0;
@@ -221,6 +257,9 @@ export function createResolverTracing(options: ResolverTracingOptions): Resolver
       if (!outcome.ok) recordError(span, outcome.error);
       if (outcome.request !== undefined && !outcome.blocking) {
         clientSpan(outcome, requestStart, trace.setSpan(context.active(), span));
+      }
+      for (const query of outcome.dnsQueries ?? []) {
+        dnsSpan(query, requestStart, trace.setSpan(context.active(), span));
       }
       const entry: OpenRefresh = { span };
       open = entry;

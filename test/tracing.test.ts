@@ -17,6 +17,7 @@ import { buildWorkerSet } from '../src/worker-set.js';
 import { workers } from './helpers/fake-source.js';
 import { createWorkerResolver } from '../src/resolver.js';
 import { ConsulDevServer } from '../src/testing/index.js';
+import { freeUdpPort } from './helpers/ports.js';
 import { waitFor } from './helpers/wait.js';
 import { startEngine } from './helpers/engine-harness.js';
 
@@ -364,6 +365,70 @@ describe('tracing: Consul client spans', () => {
       const failed = clients().find((s) => s.attributes['http.response.status_code'] === 500)!;
       assert.equal(failed.status.code, SpanStatusCode.ERROR);
       assert.equal(failed.attributes['error.type'], 'http');
+    } finally {
+      await resolver.close();
+      await dev.stop();
+    }
+  });
+});
+
+describe('tracing: DNS client spans', () => {
+  it('each DNS exchange is a CLIENT span under its refresh; a server that does not answer is an ERROR span', async () => {
+    const exporter = new InMemorySpanExporter();
+    const dev = await ConsulDevServer.start();
+    dev.registerService({ Name: 'worker', ID: 'w1', Address: '127.0.0.1', Port: 9001 });
+    // Nothing listens there: the first server fails at once (ICMP port unreachable on loopback), the second answers.
+    const silent = await freeUdpPort();
+    const devDns = new URL(`dns://${dev.dnsAddr ?? ''}`);
+    const resolver = createWorkerResolver({
+      service: 'worker',
+      env: {},
+      dns: {
+        name: '_worker._tcp.service.consul',
+        servers: [`127.0.0.1:${silent}`, `${devDns.hostname}:${devDns.port}`],
+        transport: 'udp',
+        timeoutMs: 1000,
+      },
+      minPublishIntervalMs: 0,
+      massFailureGuard: false,
+      tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
+    });
+    try {
+      await resolver.ready({ timeoutMs: 5000 });
+      assert.deepEqual(
+        resolver.getUrls().map((u) => u.host),
+        ['127.0.0.1:9001'],
+      );
+      const dns = (): ReadableSpan[] => exporter.getFinishedSpans().filter((s) => s.name === 'DNS SRV');
+      await waitFor(() => dns().length >= 2, 'the first lookup’s client spans');
+      const [failed, answered] = dns();
+      assert.ok(failed && answered);
+      for (const span of [failed, answered]) {
+        assert.equal(span.kind, SpanKind.CLIENT);
+        assert.equal(span.attributes['dns.question.name'], '_worker._tcp.service.consul');
+        assert.equal(span.attributes['worker_resolver.dns.question.type'], 'SRV');
+        assert.equal(span.attributes['network.transport'], 'udp');
+        assert.equal(span.attributes['server.address'], '127.0.0.1');
+      }
+      assert.equal(failed.attributes['server.port'], silent);
+      assert.equal(failed.status.code, SpanStatusCode.ERROR);
+      assert.equal(failed.attributes['error.type'], 'unreachable');
+      assert.equal(failed.attributes['worker_resolver.error.code'], ErrorCode.DNS_UNREACHABLE);
+      assert.equal(failed.attributes['worker_resolver.dns.rcode'], undefined);
+      assert.equal(answered.attributes['server.port'], Number(devDns.port));
+      assert.equal(answered.attributes['worker_resolver.dns.rcode'], 'NOERROR');
+      assert.notEqual(answered.status.code, SpanStatusCode.ERROR);
+      // Both under the refresh span of that lookup, and inside its time window.
+      const refresh = exporter
+        .getFinishedSpans()
+        .find((s) => s.name === 'worker_resolver.refresh' && s.attributes['worker_resolver.source'] === 'dns');
+      assert.ok(refresh);
+      for (const span of [failed, answered]) {
+        assert.equal(span.parentSpanContext?.spanId, refresh.spanContext().spanId);
+      }
+      const ms = (t: readonly [number, number]): number => t[0] * 1e3 + t[1] / 1e6;
+      assert.ok(ms(failed.startTime) <= ms(answered.startTime), 'in the order they were sent');
+      assert.ok(ms(answered.endTime) <= ms(refresh.endTime) + 1, 'within the refresh');
     } finally {
       await resolver.close();
       await dev.stop();
