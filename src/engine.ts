@@ -21,6 +21,8 @@
  */
 import type { Clock, TimerHandle } from './clock.js';
 import type { Logger, ResolverObserver } from './events.js';
+import { MassFailureGuard } from './guard.js';
+import type { GuardConfig } from './guard.js';
 import { EMPTY_SNAPSHOT, makeSnapshot } from './snapshot.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
 import { finishInTurns } from './turns.js';
@@ -33,16 +35,6 @@ import type { Source, SourceAnswer, SourceKind, SourceOutcome, WorkerCandidate }
 const SLICED_BUILD_FROM = 2_000;
 /** The work a sliced build does in one turn, in ms. */
 const BUILD_SLICE_MS = 5;
-
-/** Mass-failure guard settings. */
-export interface GuardConfig {
-  /** Hold the last good set when a source reports fewer than `threshold` × its size (0..1). */
-  readonly threshold: number;
-  /** The guard only applies when the last good set has at least this many workers. */
-  readonly minWorkers: number;
-  /** After this long below the threshold, the smaller set is accepted. */
-  readonly holdMs: number;
-}
 
 /** Fully resolved engine settings. */
 export interface EngineConfig {
@@ -108,15 +100,8 @@ export class Engine {
   private dampTimer: TimerHandle | undefined;
   /** Monotonic time of the last publish (−∞ before the first). */
   private lastPublishAt = Number.NEGATIVE_INFINITY;
-  /** Monotonic time since when answers have been below the guard threshold; undefined = guard idle. */
-  private guardSince: number | undefined;
-  private guardTimer: TimerHandle | undefined;
-  /**
-   * Set when the guard's hold timer fired: the hold is over, whatever the monotonic clock
-   * says (Node may fire a timer a little before `performance.now()` reaches its deadline;
-   * without this flag nothing would re-arm and the old set would be held until the next answer).
-   */
-  private guardHoldOver = false;
+  /** The mass-failure guard: holds a sudden small set back; `active` = the snapshot is `guarded`. */
+  private readonly guard: MassFailureGuard;
   private staleTimer: TimerHandle | undefined;
   private noContactTimer: TimerHandle | undefined;
   /** Leader headers of the latest Consul answer; carried by every Consul-sourced snapshot. */
@@ -130,6 +115,7 @@ export class Engine {
 
   constructor(config: EngineConfig) {
     this.config = config;
+    this.guard = new MassFailureGuard(config.guard, config.clock, () => this.apply(this.active));
     this.active = config.consul !== undefined ? 'consul' : config.dns !== undefined ? 'dns' : 'static';
   }
 
@@ -158,7 +144,8 @@ export class Engine {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const timer of [this.dampTimer, this.guardTimer, this.staleTimer, this.noContactTimer]) timer?.cancel();
+    for (const timer of [this.dampTimer, this.staleTimer, this.noContactTimer]) timer?.cancel();
+    this.guard.cancel();
     this.pending = undefined;
     this.listeners.clear();
     await Promise.all([this.config.consul?.stop(), this.config.dns?.stop(), this.stopping]);
@@ -351,51 +338,32 @@ export class Engine {
     });
   }
 
-  /** True while the guard keeps the last good set; starts, and ends, the guard as needed. */
+  /** True while the guard keeps the last good set; starts, and ends, the hold as needed. */
   private guardHolds(reported: number): boolean {
-    const guard = this.config.guard;
     const kept = this.current.workers.length;
-    const now = this.config.clock.monotonic();
-    if (
-      guard === undefined ||
-      this.current.version === 0 ||
-      kept < guard.minWorkers ||
-      reported >= guard.threshold * kept
-    ) {
-      this.clearGuard(reported);
-      return false;
-    }
-    if (this.guardSince === undefined) {
-      this.guardSince = now;
+    const verdict = this.guard.judge(reported, kept, this.current.version > 0);
+    if (verdict === 'hold') return true;
+    if (verdict === 'start') {
       this.config.logger.warn(
         `worker-resolver: mass-failure guard holds ${kept} workers of service "${this.config.service}": source reports only ${reported}`,
         { kept, reported, service: this.config.service },
       );
       this.replaceCurrent({ guarded: true });
       this.emit('onGuardChange', { service: this.config.service, active: true, reported, kept });
-      this.guardHoldOver = false;
-      this.guardTimer = this.config.clock.setTimeout(() => {
-        this.guardTimer = undefined;
-        this.guardHoldOver = true;
-        this.apply(this.active);
-      }, guard.holdMs);
       return true;
     }
-    if (!this.guardHoldOver && now - this.guardSince < guard.holdMs) return true;
-    this.config.logger.warn(`worker-resolver: mass-failure guard expired; accepting ${reported} workers`, {
-      reported,
-      service: this.config.service,
-    });
+    if (verdict === 'expire') {
+      this.config.logger.warn(`worker-resolver: mass-failure guard expired; accepting ${reported} workers`, {
+        reported,
+        service: this.config.service,
+      });
+    }
     this.clearGuard(reported);
     return false;
   }
 
   private clearGuard(reported: number): void {
-    if (this.guardSince === undefined) return;
-    this.guardSince = undefined;
-    this.guardHoldOver = false;
-    this.guardTimer?.cancel();
-    this.guardTimer = undefined;
+    if (!this.guard.end()) return;
     const kept = this.current.workers.length;
     this.replaceCurrent({ guarded: false });
     this.emit('onGuardChange', { service: this.config.service, active: false, reported, kept });
@@ -436,7 +404,7 @@ export class Engine {
       updatedAt: clock.now(),
       lastContactAt: next.source === 'static' ? clock.now() : contact,
       stale: false,
-      guarded: this.guardSince !== undefined,
+      guarded: this.guard.active,
       consulIndex: next.source === 'consul' ? next.index : undefined,
       ...(next.source === 'consul' ? this.leaderFields() : {}),
     });

@@ -17,7 +17,7 @@ import type { ConsulOptions } from './options-consul.js';
 import type { DnsOptions } from './options-dns.js';
 import type { DnsSrvSourceConfig } from './source-dns-srv.js';
 import type { Logger, ResolverObserver } from './events.js';
-import type { GuardConfig } from './engine.js';
+import type { GuardConfig } from './guard.js';
 import type { WorkerCandidate } from './source.js';
 import { urlHost } from './consul-health.js';
 
