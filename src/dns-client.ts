@@ -82,7 +82,7 @@ export interface DnsExchange {
   readonly durationMs: number;
   /** The answer's rcode (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, …); undefined when there was no answer. */
   readonly rcode?: string;
-  /** Why there was no answer (timeout, unreachable server, malformed answer). */
+  /** Why the exchange failed: no answer (timeout, unreachable server, malformed answer) or an error rcode. */
   readonly error?: WorkerResolverError;
 }
 
@@ -237,13 +237,20 @@ async function queryServer(question: DnsQuestion, server: DnsServer, opts: DnsQu
 }
 
 function checkRcode(response: DnsResponse, question: DnsQuestion): DnsResponse {
+  const error = rcodeError(response, question);
+  if (error !== undefined) throw error;
+  return response;
+}
+
+/** The error an answer's rcode means; undefined for NOERROR and NXDOMAIN (both are answers). */
+function rcodeError(response: DnsResponse, question: DnsQuestion): WorkerResolverError | undefined {
   const { rcode } = response;
-  if (rcode === 'NOERROR' || rcode === 'NXDOMAIN') return response;
+  if (rcode === 'NOERROR' || rcode === 'NXDOMAIN') return undefined;
   const where = `${question.type} ${trimDot(question.name)} from ${describe(response.server)}`;
   if (rcode === 'SERVFAIL') {
-    throw new WorkerResolverError(ErrorCode.DNS_SERVFAIL, `DNS server answered SERVFAIL to ${where}`);
+    return new WorkerResolverError(ErrorCode.DNS_SERVFAIL, `DNS server answered SERVFAIL to ${where}`);
   }
-  throw new WorkerResolverError(ErrorCode.DNS_REFUSED, `DNS server answered ${rcode} to ${where}`);
+  return new WorkerResolverError(ErrorCode.DNS_REFUSED, `DNS server answered ${rcode} to ${where}`);
 }
 
 /** One attempt: one socket, one id, one server, one transport. */
@@ -284,7 +291,10 @@ function exchange(
       if (!(signal?.aborted === true)) {
         const took = { question, server, transport, startedAt, durationMs: clock.monotonic() - startedAt };
         if (outcome instanceof WorkerResolverError) opts.onExchange?.({ ...took, error: outcome });
-        else if (!(outcome instanceof Error)) opts.onExchange?.({ ...took, rcode: outcome.rcode });
+        else if (!(outcome instanceof Error)) {
+          const error = rcodeError(outcome, question);
+          opts.onExchange?.({ ...took, rcode: outcome.rcode, ...(error === undefined ? {} : { error }) });
+        }
       }
       if (outcome instanceof Error) reject(outcome);
       else resolve(outcome);

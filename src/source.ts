@@ -67,7 +67,7 @@ export interface DnsQueryInfo {
   readonly durationMs: number;
   /** The answer's rcode; undefined when there was no answer. */
   readonly rcode?: string;
-  /** Why there was no answer (timeout, unreachable server, malformed answer). */
+  /** Why the exchange failed: no answer (timeout, unreachable server, malformed answer) or an error rcode. */
   readonly error?: WorkerResolverError;
 }
 

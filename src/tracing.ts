@@ -28,7 +28,7 @@
  */
 import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
 import type { Attributes, Context, Span, Tracer, TracerProvider } from '@opentelemetry/api';
-import { ErrorCode, InvalidOptionError, WorkerResolverError, errorTypeOf } from './errors.js';
+import { InvalidOptionError, WorkerResolverError } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import type { RouteOptions, StagePlan } from './planner.js';
 import * as attr from './semconv.js';
@@ -138,63 +138,57 @@ export function createResolverTracing(options: ResolverTracingOptions): Resolver
   const instantSpan = (name: string, attributes: Attributes): Span =>
     tracer.startSpan(name, { kind: SpanKind.INTERNAL, attributes: { ...base, ...attributes } }, parentContext());
 
-  /** The CLIENT span of one source HTTP request, started and ended with the request's real times. */
+  /** A CLIENT span that already happened: started and ended at its real times, ERROR with `error` when given. */
+  const pastClientSpan = (
+    name: string,
+    start: number,
+    durationMs: number,
+    attributes: Attributes,
+    error: WorkerResolverError | undefined,
+    parent: Context,
+  ): Span => {
+    const span = tracer.startSpan(
+      name,
+      { kind: SpanKind.CLIENT, startTime: start, attributes: { ...base, ...attributes } },
+      parent,
+    );
+    if (error !== undefined) recordError(span, error);
+    span.end(start + durationMs);
+    return span;
+  };
+
+  /** The CLIENT span of one source HTTP request. */
   const clientSpan = (outcome: SourceOutcome, start: number, parent: Context): Span => {
     const request = outcome.request as RequestInfo;
     const status = outcome.ok ? 200 : outcome.error.status;
-    const span = tracer.startSpan(
-      request.method,
-      {
-        kind: SpanKind.CLIENT,
-        startTime: start,
-        attributes: {
-          ...base,
-          [attr.ATTR_HTTP_REQUEST_METHOD]: request.method,
-          [attr.ATTR_SERVER_ADDRESS]: request.serverAddress,
-          [attr.ATTR_SERVER_PORT]: request.serverPort,
-          [attr.ATTR_URL_FULL]: request.url,
-          [attr.ATTR_BLOCKING]: outcome.blocking,
-          ...(status === undefined ? {} : { [attr.ATTR_HTTP_RESPONSE_STATUS_CODE]: status }),
-        },
-      },
-      parent,
-    );
-    if (!outcome.ok) recordError(span, outcome.error);
-    span.end(start + outcome.durationMs);
-    return span;
+    const attributes: Attributes = {
+      [attr.ATTR_HTTP_REQUEST_METHOD]: request.method,
+      [attr.ATTR_SERVER_ADDRESS]: request.serverAddress,
+      [attr.ATTR_SERVER_PORT]: request.serverPort,
+      [attr.ATTR_URL_FULL]: request.url,
+      [attr.ATTR_BLOCKING]: outcome.blocking,
+      ...(status === undefined ? {} : { [attr.ATTR_HTTP_RESPONSE_STATUS_CODE]: status }),
+    };
+    const error = outcome.ok ? undefined : outcome.error;
+    return pastClientSpan(request.method, start, outcome.durationMs, attributes, error, parent);
   };
 
   /**
    * The CLIENT span of one DNS exchange (one server, one transport), placed in the lookup's
-   * window; an error rcode or no answer at all is status ERROR. NXDOMAIN is an answer.
+   * window; no answer or an error rcode is status ERROR (the client's own error). NXDOMAIN is
+   * an answer.
    */
   const dnsSpan = (query: DnsQueryInfo, lookupStart: number, parent: Context): void => {
+    const attributes: Attributes = {
+      [attr.ATTR_DNS_QUESTION_NAME]: query.name,
+      [attr.ATTR_DNS_QUESTION_TYPE]: query.type,
+      [attr.ATTR_SERVER_ADDRESS]: query.serverAddress,
+      [attr.ATTR_SERVER_PORT]: query.serverPort,
+      [attr.ATTR_NETWORK_TRANSPORT]: query.transport,
+      ...(query.rcode === undefined ? {} : { [attr.ATTR_DNS_RCODE]: query.rcode }),
+    };
     const start = lookupStart + query.startOffsetMs;
-    const span = tracer.startSpan(
-      `DNS ${query.type}`,
-      {
-        kind: SpanKind.CLIENT,
-        startTime: start,
-        attributes: {
-          ...base,
-          [attr.ATTR_DNS_QUESTION_NAME]: query.name,
-          [attr.ATTR_DNS_QUESTION_TYPE]: query.type,
-          [attr.ATTR_SERVER_ADDRESS]: query.serverAddress,
-          [attr.ATTR_SERVER_PORT]: query.serverPort,
-          [attr.ATTR_NETWORK_TRANSPORT]: query.transport,
-          ...(query.rcode === undefined ? {} : { [attr.ATTR_DNS_RCODE]: query.rcode }),
-        },
-      },
-      parent,
-    );
-    if (query.error !== undefined) recordError(span, query.error);
-    else if (query.rcode !== 'NOERROR' && query.rcode !== 'NXDOMAIN') {
-      const code = query.rcode === 'SERVFAIL' ? ErrorCode.DNS_SERVFAIL : ErrorCode.DNS_REFUSED;
-      span.setAttribute(attr.ATTR_ERROR_TYPE, errorTypeOf(code));
-      span.setAttribute(attr.ATTR_ERROR_CODE, code);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: `DNS server answered ${query.rcode ?? 'nothing'}` });
-    }
-    span.end(start + query.durationMs);
+    pastClientSpan(`DNS ${query.type}`, start, query.durationMs, attributes, query.error, parent);
   };
 
   const addWorkerEvents = (span: Span, diff: WorkerDiff): void => {
