@@ -33,14 +33,13 @@ export class MassFailureGuard {
   private readonly onHoldOver: () => void;
   /** Monotonic time since when answers have been below the threshold; undefined = no hold. */
   private since: number | undefined;
-  /** Fires `onHoldOver`; only set during a hold. */
-  private timer: TimerHandle | undefined;
   /**
-   * Set when the hold timer fired: the hold is over, whatever the monotonic clock says (Node
-   * may fire a timer a little before `performance.now()` reaches its deadline; without this
-   * flag nothing would re-arm and the old set would be held until the next answer).
+   * Fires `onHoldOver`; pending only during a hold whose time is not up. A hold whose timer
+   * fired is over, whatever the monotonic clock says (Node may fire a timer a little before
+   * `performance.now()` reaches its deadline; judging by the clock alone, nothing would re-arm
+   * and the old set would be held until the next answer).
    */
-  private holdOver = false;
+  private timer: TimerHandle | undefined;
 
   constructor(config: GuardConfig | undefined, clock: Clock, onHoldOver: () => void) {
     this.config = config;
@@ -64,15 +63,13 @@ export class MassFailureGuard {
     }
     if (this.since === undefined) {
       this.since = this.clock.monotonic();
-      this.holdOver = false;
       this.timer = this.clock.setTimeout(() => {
         this.timer = undefined;
-        this.holdOver = true;
         this.onHoldOver();
       }, guard.holdMs);
       return 'start';
     }
-    if (!this.holdOver && this.clock.monotonic() - this.since < guard.holdMs) return 'hold';
+    if (this.timer !== undefined && this.clock.monotonic() - this.since < guard.holdMs) return 'hold';
     return 'expire';
   }
 
@@ -80,7 +77,6 @@ export class MassFailureGuard {
   end(): boolean {
     if (this.since === undefined) return false;
     this.since = undefined;
-    this.holdOver = false;
     this.timer?.cancel();
     this.timer = undefined;
     return true;
