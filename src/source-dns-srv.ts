@@ -85,7 +85,7 @@ const TARGET_CONCURRENCY = 8;
  */
 export async function resolveSrvWorkers(config: DnsSrvSourceConfig, signal?: AbortSignal): Promise<SourceOutcome> {
   const started = config.clock.monotonic();
-  const result = await lookup(config, serversOf(config), signal);
+  const result = await lookup(config, serversOf(config), started, signal);
   const backoff = new Backoff({ ...config.backoff, ...(config.random === undefined ? {} : { random: config.random }) });
   return settle(config, result, config.clock.monotonic() - started, backoff).outcome;
 }
@@ -139,7 +139,7 @@ export class DnsSrvSource implements Source {
     const started = clock.monotonic();
     let result: Lookup;
     try {
-      result = await lookup(this.config, run.servers, run.controller.signal);
+      result = await lookup(this.config, run.servers, started, run.controller.signal);
     } catch {
       return; // lookup only throws when stop() aborted it: no outcome for an abandoned lookup.
     }
@@ -209,9 +209,11 @@ function serversOf(config: DnsSrvSourceConfig): readonly DnsServer[] {
   return servers;
 }
 
+/** One SRV lookup and its targets' addresses; `started` (`clock.monotonic()`) opens the outcome's window. */
 async function lookup(
   config: DnsSrvSourceConfig,
   servers: readonly DnsServer[],
+  started: number,
   signal?: AbortSignal,
 ): Promise<Lookup> {
   // Aborted when the lookup ends, so target queries still in flight after the first
@@ -220,8 +222,8 @@ async function lookup(
   const forward = (): void => local.abort(signal?.reason);
   signal?.addEventListener('abort', forward, { once: true });
   if (signal?.aborted === true) forward();
-  // Each exchange, as a value for the client spans (the source knows nothing of tracing).
-  const started = config.clock.monotonic();
+  // Each exchange, as a value for the client spans (the source knows nothing of tracing),
+  // placed in the outcome's window, which starts at the caller's `started`.
   const queries: DnsQueryInfo[] = [];
   const onExchange = (e: DnsExchange): void => {
     queries.push({
