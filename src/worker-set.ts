@@ -35,9 +35,8 @@ export function buildWorkerSet(
   cache?: WorkerCache,
   edit?: CandidateEdit,
 ): BuiltWorkerSet {
-  const usable = cache !== undefined && !cache.spent ? cache : undefined;
-  const incremental = usable === undefined ? undefined : buildIncremental(candidates, usable, edit);
-  return incremental ?? buildFull(candidates, usable);
+  const build = startBuild(candidates, cache, edit, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+  return build.set ?? finishNow(build.steps);
 }
 
 /**
