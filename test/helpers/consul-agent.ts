@@ -160,6 +160,11 @@ async function freePorts(count: number): Promise<number[]> {
   return [...ports];
 }
 
+/** Whether an agent's start-up failure shows it lost a port (taken, or given to two listeners). */
+function isPortClash(message: string): boolean {
+  return message.includes('address already in use') || message.includes('already configured for');
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -352,8 +357,25 @@ export class ConsulAgent extends ConsulApi {
     this.logFile = join(init.dir, 'agent.log');
   }
 
-  /** Starts an agent and waits until it has a leader and its own node is in the catalog. */
+  /**
+   * Starts an agent and waits until it has a leader and its own node is in the catalog. Picked
+   * ports can be taken by another process before the agent binds them: an agent that exits
+   * during start-up with a port clash is started again on fresh ports, at most three times.
+   */
   static async start(options: ConsulAgentOptions = {}): Promise<ConsulAgent> {
+    const attempts = 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ConsulAgent.startOnce(options);
+      } catch (err) {
+        const message = (err as Error).message;
+        if (!isPortClash(message)) throw err;
+        if (attempt >= attempts) throw new Error(`port clash on all ${attempts} attempts; the last: ${message}`);
+      }
+    }
+  }
+
+  private static async startOnce(options: ConsulAgentOptions): Promise<ConsulAgent> {
     const binary = consulBinaryPath();
     const mode = options.mode ?? 'dev';
     const dir = mkdtempSync(join(tmpdir(), 'wr-consul-'));

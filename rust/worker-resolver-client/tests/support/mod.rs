@@ -321,13 +321,22 @@ impl SidecarProcess {
     }
 }
 
-/// A free loopback TCP port (bound then released; good enough on a loopback test machine).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct loopback ports, each free for TCP and for UDP (Serf listens on both).
+/// Every socket stays bound until all are picked, so the kernel cannot hand one out twice;
+/// they are released on return. Another process can still take one before the caller binds
+/// it: callers that start an agent retry on a clash ([`RealConsul::start`]).
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            ports.push(port);
+            held.push((tcp, udp));
+        }
+    }
+    ports
 }
 
 /// The real Consul agent binary: `$WORKER_RESOLVER_CONSUL_BIN`, else the cache that
@@ -359,9 +368,30 @@ pub struct RealConsul {
 }
 
 impl RealConsul {
-    /// Starts it and waits until it has a leader.
+    /// Starts it and waits until it has a leader. Picked ports can be taken by another
+    /// process before the agent binds them; an agent that exits during start-up with a port
+    /// clash is started again on fresh ports, at most three times in all.
     pub async fn start() -> RealConsul {
-        let (http, lan, wan, server) = (free_port(), free_port(), free_port(), free_port());
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            match Self::try_start().await {
+                Ok(consul) => return consul,
+                Err(log) if attempt < ATTEMPTS && is_port_clash(&log) => {
+                    eprintln!(
+                        "consul start-up hit a port clash (attempt {attempt}), retrying on fresh ports"
+                    );
+                }
+                Err(log) => panic!("consul never got a leader:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start: Ok once it has a leader, Err(its log) when it exits first or after 60 s.
+    async fn try_start() -> Result<RealConsul, String> {
+        let [http, lan, wan, server] = free_ports(4)[..] else {
+            unreachable!("free_ports(4) gives four ports")
+        };
         let ports = format!(
             "ports {{ http = {http}, https = -1, dns = -1, grpc = -1, grpc_tls = -1, serf_lan = {lan}, serf_wan = {wan}, server = {server} }}"
         );
@@ -390,24 +420,27 @@ impl RealConsul {
         log.follow(child.stderr.take().unwrap());
         let http_addr = format!("http://127.0.0.1:{http}");
         let leader_url = format!("{http_addr}/v1/status/leader");
-        let l = log.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let answer = self::http("GET", &leader_url, None).await;
             if matches!(&answer, Ok((200, body)) if body.trim().len() > 2) {
-                break;
+                return Ok(RealConsul {
+                    child,
+                    log,
+                    http_addr,
+                });
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "consul never got a leader:\n{}",
-                l.text()
-            );
+            if let Ok(Some(status)) = child.try_wait() {
+                // Give the log readers a moment to take the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(format!("(exited: {status})\n{}", log.text()));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(format!("(no leader after 60 s)\n{}", log.text()));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        RealConsul {
-            child,
-            log,
-            http_addr,
         }
     }
 
@@ -416,4 +449,10 @@ impl RealConsul {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// Whether an agent's start-up log shows it lost a port: taken by another process, or the
+/// same port given to two of its listeners.
+fn is_port_clash(log: &str) -> bool {
+    log.contains("address already in use") || log.contains("already configured for")
 }
