@@ -50,7 +50,8 @@ export type ReaderRequest =
   /** Read this body as the last one (the main thread holds its candidates, in order). */
   | { readonly type: 'prime'; readonly body: Uint8Array }
   | { readonly type: 'reset' }
-  | { readonly type: 'crash' };
+  /** Tests: fail as a bug would, by throwing or by posting a reply that cannot be cloned. */
+  | { readonly type: 'crash'; readonly how: 'throw' | 'unsendable' };
 
 /** Thread → main. */
 export type ReaderReply =
@@ -183,9 +184,9 @@ export class ConsulReadThread implements ConsulReader {
     this.worker?.postMessage({ type: 'reset' } satisfies ReaderRequest);
   }
 
-  /** Tests: makes the thread throw, as a bug in it would. */
-  crashForTests(): void {
-    this.worker?.postMessage({ type: 'crash' } satisfies ReaderRequest);
+  /** Tests: makes the thread fail as a bug in it would (see {@link ReaderRequest}). */
+  crashForTests(how: 'throw' | 'unsendable' = 'throw'): void {
+    this.worker?.postMessage({ type: 'crash', how } satisfies ReaderRequest);
   }
 
   /** Ends every pending request and terminates the thread. Idempotent. */

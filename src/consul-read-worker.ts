@@ -52,18 +52,32 @@ let outbox = Promise.resolve();
 const taken = new Map<number, () => void>();
 
 function send(reply: ReaderReply): void {
-  outbox = outbox.then(() => port?.postMessage(reply));
+  outbox = outbox.then(() => port?.postMessage(reply)).catch(die);
+}
+
+/**
+ * A reply that cannot be posted (it would be a bug: replies are plain data) would otherwise
+ * reject the chain and silence the thread for good, its requests never answered. Thrown out
+ * of the chain instead, it ends the thread, which the main thread handles as any crash:
+ * `ERR_CONSUL_READER` for every pending request, and a new thread for the next one.
+ */
+function die(err: unknown): void {
+  queueMicrotask(() => {
+    throw err;
+  });
 }
 
 /** Sends `fresh` ahead of its answer and holds the replies behind it until the main thread took it. */
 function sendFresh(id: number, fresh: readonly WorkerCandidate[]): void {
-  outbox = outbox.then(
-    () =>
-      new Promise<void>((resolve) => {
-        taken.set(id, resolve);
-        port?.postMessage({ type: 'fresh', id, fresh } satisfies ReaderReply);
-      }),
-  );
+  outbox = outbox
+    .then(
+      () =>
+        new Promise<void>((resolve) => {
+          taken.set(id, resolve);
+          port?.postMessage({ type: 'fresh', id, fresh } satisfies ReaderReply);
+        }),
+    )
+    .catch(die);
 }
 
 async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, { type: 'health' }>): Promise<void> {
@@ -143,5 +157,9 @@ port.on('message', (m: ReaderRequest) => {
   } else if (m.type === 'reset') {
     parser.reset();
     lastPosition = new Map();
-  } else if (m.type === 'crash') throw new Error('consul-read-worker: crash requested (tests)');
+  } else if (m.type === 'crash') {
+    if (m.how === 'throw') throw new Error('consul-read-worker: crash requested (tests)');
+    // A reply postMessage cannot clone, as a bug in building one would make.
+    send({ type: 'error', id: 0, code: 'ERR_CONSUL_READER', message: 'unsendable', status: die as unknown as number });
+  }
 });

@@ -344,61 +344,63 @@ describe('Consul reader thread', () => {
     );
   });
 
-  it('a crash of the thread is ERR_CONSUL_READER, keeps the last good set, and the next request restarts it', async () => {
-    const dev = await ConsulDevServer.start({ dns: false });
-    cleanup.push(() => dev.stop());
-    dev.registerService({
-      Name: 'worker',
-      ID: 'w-1',
-      Address: '127.0.0.1',
-      Port: 9000,
-      Check: { CheckID: 'c-1', TTL: '1h', Status: 'passing' },
-    });
-    const outcomes: SourceOutcome[] = [];
-    const config = resolveConsul(
-      { address: dev.httpAddr, waitMs: 60_000, backoff: { baseMs: 10, capMs: 20 } },
-      'worker',
-      {},
-      systemClock,
-      undefined,
-    );
-    const source = new ConsulSource({ ...config, readInThread: true });
-    const engine = new Engine({
-      service: 'worker',
-      consul: source,
-      dns: undefined,
-      staticWorkers: undefined,
-      failoverAfterFailures: 3,
-      failoverAfterMs: undefined,
-      maxStalenessMs: 3_600_000,
-      guard: undefined,
-      minPublishIntervalMs: 0,
-      clock: systemClock,
-      logger: silent,
-      observers: [{ onRefresh: (e) => outcomes.push(e.outcome) }],
-    });
-    engine.start();
-    try {
-      await waitFor(() => engine.current.workers.length === 1 && dev.openLongPolls() === 1, 'a held long poll');
-      const kept = engine.current;
-      (source as unknown as { reader: ConsulReadThread }).reader.crashForTests();
-      await waitFor(() => outcomes.some((o) => !o.ok), 'the crash reported');
-      const failure = outcomes.find((o) => !o.ok);
-      assert.ok(failure !== undefined && !failure.ok);
-      assert.equal(failure.error.code, 'ERR_CONSUL_READER');
-      assert.equal(engine.current.urls, kept.urls, 'the last good set is kept');
+  for (const how of ['throw', 'unsendable'] as const) {
+    it(`a crash of the thread (${how === 'throw' ? 'an uncaught error' : 'a reply that cannot be posted'}) is ERR_CONSUL_READER, keeps the last good set, and the next request restarts it`, async () => {
+      const dev = await ConsulDevServer.start({ dns: false });
+      cleanup.push(() => dev.stop());
       dev.registerService({
         Name: 'worker',
-        ID: 'w-2',
-        Address: '127.0.0.2',
+        ID: 'w-1',
+        Address: '127.0.0.1',
         Port: 9000,
-        Check: { CheckID: 'c-2', TTL: '1h', Status: 'passing' },
+        Check: { CheckID: 'c-1', TTL: '1h', Status: 'passing' },
       });
-      await waitFor(() => engine.current.workers.length === 2, 'a restarted thread reads the next answer');
-    } finally {
-      await engine.close();
-    }
-  });
+      const outcomes: SourceOutcome[] = [];
+      const config = resolveConsul(
+        { address: dev.httpAddr, waitMs: 60_000, backoff: { baseMs: 10, capMs: 20 } },
+        'worker',
+        {},
+        systemClock,
+        undefined,
+      );
+      const source = new ConsulSource({ ...config, readInThread: true });
+      const engine = new Engine({
+        service: 'worker',
+        consul: source,
+        dns: undefined,
+        staticWorkers: undefined,
+        failoverAfterFailures: 3,
+        failoverAfterMs: undefined,
+        maxStalenessMs: 3_600_000,
+        guard: undefined,
+        minPublishIntervalMs: 0,
+        clock: systemClock,
+        logger: silent,
+        observers: [{ onRefresh: (e) => outcomes.push(e.outcome) }],
+      });
+      engine.start();
+      try {
+        await waitFor(() => engine.current.workers.length === 1 && dev.openLongPolls() === 1, 'a held long poll');
+        const kept = engine.current;
+        (source as unknown as { reader: ConsulReadThread }).reader.crashForTests(how);
+        await waitFor(() => outcomes.some((o) => !o.ok), 'the crash reported');
+        const failure = outcomes.find((o) => !o.ok);
+        assert.ok(failure !== undefined && !failure.ok);
+        assert.equal(failure.error.code, 'ERR_CONSUL_READER');
+        assert.equal(engine.current.urls, kept.urls, 'the last good set is kept');
+        dev.registerService({
+          Name: 'worker',
+          ID: 'w-2',
+          Address: '127.0.0.2',
+          Port: 9000,
+          Check: { CheckID: 'c-2', TTL: '1h', Status: 'passing' },
+        });
+        await waitFor(() => engine.current.workers.length === 2, 'a restarted thread reads the next answer');
+      } finally {
+        await engine.close();
+      }
+    });
+  }
 
   after(() => undefined);
 });
