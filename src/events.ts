@@ -71,3 +71,22 @@ export interface Logger {
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
 }
+
+/** Tells every observer of one event; what an observer throws is logged and goes no further. */
+export type Emit = <K extends keyof ResolverObserver>(
+  name: K,
+  event: Parameters<NonNullable<ResolverObserver[K]>>[0],
+) => void;
+
+/** The {@link Emit} of a set of observers. */
+export function emitter(observers: readonly ResolverObserver[], logger: Logger): Emit {
+  return (name, event) => {
+    for (const observer of observers) {
+      try {
+        (observer[name] as ((e: typeof event) => void) | undefined)?.call(observer, event);
+      } catch (err) {
+        logger.error(`worker-resolver observer ${name} threw; ignoring`, { error: String(err) });
+      }
+    }
+  };
+}

@@ -3,7 +3,7 @@
  * far fewer workers than the last good set, the set is held back for a while instead of
  * being published, so one bad answer (a partitioned agent, a check flapping cluster-wide)
  * does not send every query to a handful of survivors. The guard only keeps time and gives
- * verdicts; the engine owns the snapshot, the logging and the events.
+ * verdicts; the publisher (`publisher.ts`) owns the snapshot, the logging and the events.
  */
 import type { Clock, TimerHandle } from './clock.js';
 
