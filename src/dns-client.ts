@@ -1,7 +1,7 @@
 /**
  * A small DNS stub client: one question, sent over UDP and/or TCP to configured servers.
- * Packet encoding and decoding is dns-packet's; this file owns transport, matching and
- * error mapping only.
+ * Packet encoding and decoding is dns-packet's, messages and their matching are
+ * `dns-message.ts`; this file owns transport and error mapping.
  *
  * Why not `node:dns`: it cannot pick the transport, does not say whether an answer was
  * truncated or carried EDNS, and hides the rcode. Consul's DNS interface cuts UDP answers
@@ -23,30 +23,15 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import * as dnsPacket from 'dns-packet';
-import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
+import type { Packet } from 'dns-packet';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';
+import { EDNS_UDP_PAYLOAD_SIZE, describeServer, ednsOpt, interpret, trimDot } from './dns-message.js';
+import type { DnsQuestion, DnsResponse, DnsServer } from './dns-message.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
-
-/** A DNS server address (an IP literal: resolving the resolver's own name would need DNS). */
-export interface DnsServer {
-  readonly host: string;
-  readonly port: number;
-  readonly family: 4 | 6;
-}
 
 /** `auto`: UDP with EDNS0, re-asked over TCP when the answer may be incomplete. */
 export type DnsTransport = 'auto' | 'udp' | 'tcp';
-
-/** The record types this client asks for. */
-export type DnsQuestionType = 'SRV' | 'A' | 'AAAA';
-
-/** One question. */
-export interface DnsQuestion {
-  /** Domain name, with or without the trailing dot. */
-  readonly name: string;
-  readonly type: DnsQuestionType;
-}
 
 /** Options of {@link query}. */
 export interface DnsQueryOptions {
@@ -86,73 +71,6 @@ export interface DnsExchange {
   readonly error?: WorkerResolverError;
 }
 
-/** An SRV record (RFC 2782). Names are lower-case, without the trailing dot; the root is `.`. */
-export interface SrvRecord {
-  readonly type: 'SRV';
-  readonly name: string;
-  readonly ttl: number;
-  readonly priority: number;
-  readonly weight: number;
-  readonly port: number;
-  readonly target: string;
-}
-
-/** An A or AAAA record; `address` is the textual IP (IPv6 lower-case). */
-export interface AddressRecord {
-  readonly type: 'A' | 'AAAA';
-  readonly name: string;
-  readonly ttl: number;
-  readonly address: string;
-}
-
-/** A CNAME record. */
-export interface CnameRecord {
-  readonly type: 'CNAME';
-  readonly name: string;
-  readonly ttl: number;
-  readonly target: string;
-}
-
-/** An SOA record; only what negative caching (RFC 2308) needs. */
-export interface SoaRecord {
-  readonly type: 'SOA';
-  readonly name: string;
-  readonly ttl: number;
-  readonly minimum: number;
-}
-
-/** Any other record, kept so callers can see it was there. */
-export interface OtherRecord {
-  readonly type: 'OTHER';
-  readonly name: string;
-  readonly ttl: number;
-  /** The record type as dns-packet names it, e.g. `TXT`. */
-  readonly rrtype: string;
-}
-
-/** A decoded resource record. */
-export type DnsRecord = SrvRecord | AddressRecord | CnameRecord | SoaRecord | OtherRecord;
-
-/** A usable answer: NOERROR (possibly without records) or NXDOMAIN. */
-export interface DnsResponse {
-  /** `NOERROR` or `NXDOMAIN`; every other rcode is thrown as a {@link WorkerResolverError}. */
-  readonly rcode: string;
-  readonly answers: readonly DnsRecord[];
-  readonly authorities: readonly DnsRecord[];
-  /** The Additional section without the OPT pseudo-record. */
-  readonly additionals: readonly DnsRecord[];
-  /** The TC flag of the answer that was returned. */
-  readonly truncated: boolean;
-  /** True if the answer carried an OPT record (the server speaks EDNS0). */
-  readonly edns: boolean;
-  readonly transport: 'udp' | 'tcp';
-  /** Size of the DNS message on the wire, in bytes (without TCP framing). */
-  readonly size: number;
-  readonly server: DnsServer;
-}
-
-/** The UDP payload size we advertise; Consul caps what it sends to this. */
-const EDNS_UDP_PAYLOAD_SIZE = 4096;
 /**
  * An EDNS answer this close to the payload size may have been trimmed silently (Consul drops
  * records until the answer fits, and sets TC only with `enable_truncate`). One SRV record
@@ -246,7 +164,7 @@ function checkRcode(response: DnsResponse, question: DnsQuestion): DnsResponse {
 function rcodeError(response: DnsResponse, question: DnsQuestion): WorkerResolverError | undefined {
   const { rcode } = response;
   if (rcode === 'NOERROR' || rcode === 'NXDOMAIN') return undefined;
-  const where = `${question.type} ${trimDot(question.name)} from ${describe(response.server)}`;
+  const where = `${question.type} ${trimDot(question.name)} from ${describeServer(response.server)}`;
   if (rcode === 'SERVFAIL') {
     return new WorkerResolverError(ErrorCode.DNS_SERVFAIL, `DNS server answered SERVFAIL to ${where}`);
   }
@@ -271,7 +189,7 @@ function exchange(
     questions: [{ type: question.type, name: trimDot(question.name), class: 'IN' }],
     additionals: opts.edns === false ? [] : [ednsOpt()],
   };
-  const label = `${describe(server)} over ${transport}`;
+  const label = `${describeServer(server)} over ${transport}`;
   const startedAt = clock.monotonic();
   return new Promise<DnsResponse>((resolve, reject) => {
     let settled = false;
@@ -364,112 +282,7 @@ function sendTcp(
   return () => socket.destroy();
 }
 
-/**
- * Decodes and matches one message (a datagram, or a TCP frame with its length prefix).
- * Returns undefined to keep waiting (a stray or spoofed UDP datagram), an error, or the
- * response. Over TCP there is no stray traffic, so a mismatch is the server's fault.
- */
-function interpret(
-  packet: Buffer,
-  id: number,
-  question: DnsQuestion,
-  server: DnsServer,
-  transport: 'udp' | 'tcp',
-  label: string,
-): DnsResponse | WorkerResolverError | undefined {
-  const framed = transport === 'tcp';
-  const headerOffset = framed ? 2 : 0;
-  const malformed = (why: string, cause?: unknown): WorkerResolverError =>
-    new WorkerResolverError(
-      ErrorCode.DNS_MALFORMED,
-      `malformed DNS answer from ${label}: ${why}`,
-      cause === undefined ? {} : { cause },
-    );
-  if (packet.length < headerOffset + 12) return framed ? malformed('shorter than a DNS header') : undefined;
-  if (packet.readUInt16BE(headerOffset) !== id) return framed ? malformed('id does not match') : undefined;
-  let decoded: DecodedPacket;
-  try {
-    decoded = (framed ? dnsPacket.streamDecode(packet) : dnsPacket.decode(packet)) as DecodedPacket;
-  } catch (error) {
-    // The id matched on a connected socket: this is the server's answer, and it is broken.
-    return malformed(error instanceof Error ? error.message : 'undecodable', error);
-  }
-  const asked = decoded.questions ?? [];
-  const echoed = asked.length === 1 && asked[0] !== undefined ? asked[0] : undefined;
-  const matches =
-    decoded.type === 'response' &&
-    echoed !== undefined &&
-    echoed.type === question.type &&
-    trimDot(echoed.name).toLowerCase() === trimDot(question.name).toLowerCase();
-  if (!matches) return framed ? malformed('it does not answer the question asked') : undefined;
-  const additionals = decoded.additionals ?? [];
-  return {
-    rcode: rcodeOf(decoded),
-    answers: (decoded.answers ?? []).map(toRecord),
-    authorities: (decoded.authorities ?? []).map(toRecord),
-    additionals: additionals.filter((record) => record.type !== 'OPT').map(toRecord),
-    truncated: decoded.flag_tc,
-    edns: additionals.some((record) => record.type === 'OPT'),
-    size: packet.length - headerOffset,
-    transport,
-    server,
-  };
-}
-
-function toRecord(answer: Answer): DnsRecord {
-  const name = trimDot(answer.name).toLowerCase() || '.';
-  const ttl = 'ttl' in answer && typeof answer.ttl === 'number' ? answer.ttl : 0;
-  switch (answer.type) {
-    case 'SRV':
-      return {
-        type: 'SRV',
-        name,
-        ttl,
-        priority: answer.data.priority ?? 0,
-        weight: answer.data.weight ?? 0,
-        port: answer.data.port,
-        target: trimDot(answer.data.target).toLowerCase() || '.',
-      };
-    case 'A':
-    case 'AAAA':
-      return { type: answer.type, name, ttl, address: answer.data.toLowerCase() };
-    case 'CNAME':
-      return { type: 'CNAME', name, ttl, target: trimDot(answer.data).toLowerCase() };
-    case 'SOA':
-      return { type: 'SOA', name, ttl, minimum: answer.data.minimum ?? 0 };
-    default:
-      return { type: 'OTHER', name, ttl, rrtype: answer.type };
-  }
-}
-
-function rcodeOf(packet: DecodedPacket): string {
-  // dns-packet decodes the rcode's name into `rcode`; @types/dns-packet does not declare it.
-  const rcode = (packet as { rcode?: unknown }).rcode;
-  return typeof rcode === 'string' ? rcode : `RCODE_${(packet.flags ?? 0) & 0xf}`;
-}
-
-function ednsOpt(): OptAnswer {
-  return {
-    type: 'OPT',
-    name: '.',
-    udpPayloadSize: EDNS_UDP_PAYLOAD_SIZE,
-    extendedRcode: 0,
-    ednsVersion: 0,
-    flags: 0,
-    flag_do: false,
-    options: [],
-  };
-}
-
 function abortReason(signal: AbortSignal | undefined): Error {
   const reason: unknown = signal?.reason;
   return reason instanceof Error ? reason : new DOMException('The operation was aborted', 'AbortError');
-}
-
-function trimDot(name: string): string {
-  return name.endsWith('.') ? name.slice(0, -1) : name;
-}
-
-function describe(server: DnsServer): string {
-  return server.family === 6 ? `[${server.host}]:${server.port}` : `${server.host}:${server.port}`;
 }

@@ -26,15 +26,8 @@ import net from 'node:net';
 import { Backoff } from './backoff.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { parseDnsServer, query } from './dns-client.js';
-import type {
-  AddressRecord,
-  DnsExchange,
-  DnsRecord,
-  DnsResponse,
-  DnsServer,
-  DnsTransport,
-  SrvRecord,
-} from './dns-client.js';
+import type { DnsExchange, DnsTransport } from './dns-client.js';
+import type { AddressRecord, DnsRecord, DnsResponse, DnsServer, SrvRecord } from './dns-message.js';
 import { urlHost } from './consul-health.js';
 import { ErrorCode, WorkerResolverError, isWorkerResolverError } from './errors.js';
 import type { DnsQueryInfo, Source, SourceOutcome, SourceSink, WorkerCandidate } from './source.js';

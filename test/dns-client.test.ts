@@ -5,7 +5,7 @@ import type net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, Packet } from 'dns-packet';
 import { parseDnsServer, query } from '../src/dns-client.js';
-import type { DnsServer } from '../src/dns-client.js';
+import type { DnsServer } from '../src/dns-message.js';
 import { systemClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';

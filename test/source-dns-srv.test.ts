@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as dnsPacket from 'dns-packet';
 import { systemClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
-import type { DnsServer } from '../src/dns-client.js';
+import type { DnsServer } from '../src/dns-message.js';
 import { ErrorCode } from '../src/errors.js';
 import type { SourceAnswer, SourceFailure, SourceOutcome } from '../src/source.js';
 import { DnsSrvSource, resolveSrvWorkers } from '../src/source-dns-srv.js';

@@ -24,7 +24,7 @@ import { systemClock } from '../clock.js';
 import { ConsulHealthClient } from '../consul-client.js';
 import { MAINTENANCE_CHECK, parseHealthBody } from '../consul-health.js';
 import { parseDnsServer, query } from '../dns-client.js';
-import type { DnsServer } from '../dns-client.js';
+import type { DnsServer } from '../dns-message.js';
 import { isWorkerResolverError } from '../errors.js';
 import { resolveCommon, resolveConsul, resolveDns } from '../options.js';
 import type { ConsulSourceConfig } from '../source-consul.js';
