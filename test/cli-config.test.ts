@@ -5,7 +5,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CliUsageError, parseCli } from '../src/cli/config.js';
+import { parseCli } from '../src/cli/config.js';
+import { CliUsageError } from '../src/cli/flags.js';
 
 const base = ['--service', 'worker'];
 

@@ -6,7 +6,8 @@
  */
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../duration.js';
-import { CliUsageError, hostPortOf } from './config.js';
+import { hostPortOf } from './config.js';
+import { CliUsageError } from './flags.js';
 
 /** The service of the embedded demo, and the default one against a real agent. */
 const EMBEDDED_SERVICE = 'datafusion-worker';

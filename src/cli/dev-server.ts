@@ -21,7 +21,8 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../duration.js';
 import { ConsulDevServer } from '../testing/index.js';
-import { CliUsageError, hostPortOf } from './config.js';
+import { hostPortOf } from './config.js';
+import { CliUsageError } from './flags.js';
 
 const USAGE = `Usage: worker-resolver dev-server [flags]
 

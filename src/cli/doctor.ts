@@ -30,7 +30,8 @@ import { resolveCommon, resolveConsul, resolveDns } from '../options.js';
 import type { ConsulSourceConfig } from '../source-consul.js';
 import { resolveSrvWorkers } from '../source-dns-srv.js';
 import type { DnsSrvSourceConfig } from '../source-dns-srv.js';
-import { helpText, parseCli } from './config.js';
+import { parseCli } from './config.js';
+import { helpText } from './flags.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -10,7 +10,7 @@
  */
 import { packageVersion } from '../version.js';
 import { InvalidOptionError } from '../errors.js';
-import { CliUsageError } from './config.js';
+import { CliUsageError } from './flags.js';
 
 const USAGE = `worker-resolver — healthy-worker discovery for distributed query coordinators
 

@@ -19,7 +19,9 @@ import type { DiscoveringWorkerResolver } from '../resolver.js';
 import { startSidecar } from '../sidecar.js';
 import type { Sidecar } from '../sidecar.js';
 import { diffWorkers } from '../worker-diff.js';
-import { createCliLogger, helpText, parseCli } from './config.js';
+import { parseCli } from './config.js';
+import { helpText } from './flags.js';
+import { createCliLogger } from './logger.js';
 import { startOtel } from './otel.js';
 
 type Env = Readonly<Record<string, string | undefined>>;

@@ -18,7 +18,9 @@ import { Backoff } from '../backoff.js';
 import { formatDuration } from '../duration.js';
 import { createWorkerResolver } from '../resolver.js';
 import type { WorkerSnapshot } from '../snapshot.js';
-import { createCliLogger, helpText, parseCli } from './config.js';
+import { parseCli } from './config.js';
+import { helpText } from './flags.js';
+import { createCliLogger } from './logger.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
