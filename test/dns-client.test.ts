@@ -9,7 +9,8 @@ import type { DnsServer } from '../src/dns-message.js';
 import { systemClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
-import { ConsulDnsServer, bindUdpAndTcp } from '../src/testing/consul-dns.js';
+import { ConsulDnsServer } from '../src/testing/consul-dns.js';
+import { bindUdpAndTcp } from '../src/testing/consul-dns-wire.js';
 import type { DnsServiceInstance } from '../src/testing/consul-dns.js';
 import { freeUdpPort as closedPort } from './helpers/ports.js';
 
