@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import Consul from 'consul';
 import { ConsulDevServer } from '../src/testing/index.js';
-import { blockingDeadlineMs } from '../src/testing/consul-dev-routes.js';
+import { blockingDeadlineMs } from '../src/testing/consul-dev-reads.js';
 import { delay, waitFor } from './helpers/wait.js';
 
 interface Answer {

@@ -1,19 +1,16 @@
 /**
  * The endpoints of the Consul dev server, as functions from a request context to a reply
  * value. Sockets, ACLs, faults and the holding of blocking queries live in the server;
- * this file decides what Consul would answer.
- *
- * Blocking queries follow Consul's `blockingQuery`: with `?index=N` (N > 0) the request
- * is held while the endpoint's index is <= N, up to `wait` (default 5m, capped) plus a
- * random jitter of up to wait/16; then the current result is sent, changed or not.
+ * this file decides what Consul would answer. The read endpoints' common query options,
+ * blocking and query-meta headers are `consul-dev-reads.ts`.
  */
 import type { HealthServiceEntry } from './consul-api-types.js';
 import { ConsulApiError } from './consul-dev-decode.js';
 import type { DevAgent } from './consul-dev-agent.js';
 import type { AclAuthorizer, DevAcl } from './consul-dev-acl.js';
-import { parseGoDuration } from '../duration.js';
 import { FilterExpressionError, compileFilter } from './consul-filter.js';
 import type { FilterPredicate } from './consul-filter.js';
+import { ConsulReads, datacenters, parseBool } from './consul-dev-reads.js';
 
 /** A complete answer, written by the server in one go (or truncated, or not at all). */
 export interface Reply {
@@ -49,19 +46,6 @@ export interface ConsulDevApiOptions {
   readonly churn: () => boolean;
 }
 
-/** Consul's default blocking wait (5 minutes). */
-const DEFAULT_WAIT_MS = 300_000;
-
-/**
- * How long a blocking query may be held: `waitMs` (<= 0 means the default, 5m), capped at
- * `maxWaitMs`, plus a jitter in [0, wait/16), as Consul's `RandomStagger(wait / 16)`.
- */
-export function blockingDeadlineMs(waitMs: number, maxWaitMs: number, random: () => number): number {
-  let wait = waitMs > 0 ? waitMs : DEFAULT_WAIT_MS;
-  wait = Math.min(wait, maxWaitMs);
-  return wait + Math.floor(random() * (wait / 16));
-}
-
 const text = (status: number, body: string, headers: Record<string, string> = {}): Reply => ({
   status,
   headers: { 'Content-Type': 'text/plain; charset=utf-8', ...headers },
@@ -74,28 +58,12 @@ const json = (body: unknown, headers: Record<string, string> = {}): Reply => ({
   body: JSON.stringify(body),
 });
 
-/** Go's `strconv.ParseBool`; undefined for anything else. */
-function parseBool(value: string): boolean | undefined {
-  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
-  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
-  return undefined;
-}
-
-/** Consul's query options, parsed and validated. */
-interface QueryOptions {
-  readonly dc: string;
-  readonly minIndex: number;
-  readonly waitMs: number;
-  readonly consistency: 'leader' | 'stale' | 'consistent';
-  readonly cached: boolean;
-}
-
 type Route = (ctx: RouteContext, rest: string) => Promise<Reply> | Reply;
 
 /** The endpoints over a {@link DevAgent}. */
 export class ConsulDevApi {
-  /** Agent-cache bookkeeping for `?cached`: per request key, the index served and when it was fetched. */
-  private readonly cache = new Map<string, { index: number; fetchedAt: number }>();
+  /** Query options, blocking and query-meta headers of the read endpoints. */
+  private readonly reads: ConsulReads;
   /** Routes by method and path prefix; a prefix ending in '/' takes the rest of the path as its argument. */
   private readonly routes: ReadonlyArray<readonly [method: string, prefix: string, route: Route]>;
 
@@ -103,6 +71,7 @@ export class ConsulDevApi {
     private readonly agent: DevAgent,
     private readonly options: ConsulDevApiOptions,
   ) {
+    this.reads = new ConsulReads(agent, options);
     const a = agent;
     const nodeName = a.options.nodeName;
     this.routes = [
@@ -111,7 +80,7 @@ export class ConsulDevApi {
       ['GET', '/v1/catalog/services', (ctx) => this.catalogServices(ctx)],
       ['GET', '/v1/catalog/service/', (ctx, name) => this.catalogService(ctx, name)],
       ['GET', '/v1/catalog/nodes', (ctx) => this.catalogNodes(ctx)],
-      ['GET', '/v1/catalog/datacenters', () => json(this.datacenters())],
+      ['GET', '/v1/catalog/datacenters', () => json(datacenters(a))],
       ['GET', '/v1/status/leader', () => json(`${a.options.nodeAddress}:8300`)],
       ['GET', '/v1/status/peers', () => json([`${a.options.nodeAddress}:8300`])],
       ['GET', '/v1/agent/self', () => json(this.agentSelf())],
@@ -180,7 +149,7 @@ export class ConsulDevApi {
   /** `GET /v1/health/service/:service`. */
   private async healthService(ctx: RouteContext, name: string): Promise<Reply> {
     const q = ctx.query;
-    const opts = this.queryOptions(ctx);
+    const opts = this.reads.options(ctx);
     const passing = q.has('passing') ? (q.get('passing') === '' ? true : parseBool(q.get('passing') ?? '')) : false;
     if (passing === undefined) throw new ConsulApiError(400, 'Invalid value for ?passing');
     const filter = filterParam(q.get('filter'));
@@ -188,7 +157,7 @@ export class ConsulDevApi {
     const nodeMeta = nodeMetaParam(q);
     const state = this.agent.state;
     if (this.options.churn()) state.bumpIndex(name);
-    const index = await this.block(ctx, opts, () => state.serviceIndex(name));
+    const index = await this.reads.block(ctx, opts, () => state.serviceIndex(name));
     let entries = state
       .healthEntries(name)
       .filter(
@@ -202,26 +171,26 @@ export class ConsulDevApi {
     const visible = entries.filter((e) => ctx.authz?.canRead(e.Node.Node, e.Service.Service) ?? true);
     const filtered = visible.length < entries.length;
     entries = this.near(visible, q.get('near'));
-    return json(entries, this.meta(ctx, opts, index, filtered));
+    return json(entries, this.reads.meta(ctx, opts, index, filtered));
   }
 
   /** `GET /v1/health/checks/:service`. */
   private async healthChecks(ctx: RouteContext, name: string): Promise<Reply> {
-    const opts = this.queryOptions(ctx);
+    const opts = this.reads.options(ctx);
     const state = this.agent.state;
-    const index = await this.block(ctx, opts, () => state.serviceIndex(name));
+    const index = await this.reads.block(ctx, opts, () => state.serviceIndex(name));
     const all = state.healthEntries(name).filter((e) => e.Node.Datacenter === opts.dc);
     const visible = all.filter((e) => ctx.authz?.canRead(e.Node.Node, e.Service.Service) ?? true);
     const checks = visible.flatMap((e) => e.Checks.filter((c) => c.ServiceID === e.Service.ID));
-    return json(checks, this.meta(ctx, opts, index, visible.length < all.length));
+    return json(checks, this.reads.meta(ctx, opts, index, visible.length < all.length));
   }
 
   /** `GET /v1/catalog/services`: service name -> union of tags. */
   private async catalogServices(ctx: RouteContext): Promise<Reply> {
-    const opts = this.queryOptions(ctx);
+    const opts = this.reads.options(ctx);
     const nodeMeta = nodeMetaParam(ctx.query);
     const state = this.agent.state;
-    const index = await this.block(ctx, opts, () => state.servicesTableIndex());
+    const index = await this.reads.block(ctx, opts, () => state.servicesTableIndex());
     const out: Record<string, string[]> = {};
     let filtered = false;
     for (const name of state.serviceNames()) {
@@ -234,12 +203,12 @@ export class ConsulDevApi {
         .filter((e) => e.Node.Datacenter === opts.dc && nodeMeta.every(([k, v]) => e.Node.Meta[k] === v));
       if (entries.length > 0) out[name] = [...new Set(entries.flatMap((e) => e.Service.Tags))].sort();
     }
-    return json(out, this.meta(ctx, opts, index, filtered));
+    return json(out, this.reads.meta(ctx, opts, index, filtered));
   }
 
   /** `GET /v1/catalog/service/:service` (Consul's flat `CatalogService` shape). */
   private async catalogService(ctx: RouteContext, name: string): Promise<Reply> {
-    const opts = this.queryOptions(ctx);
+    const opts = this.reads.options(ctx);
     if ((ctx.query.get('filter') ?? '') !== '') {
       throw new ConsulApiError(
         400,
@@ -249,7 +218,7 @@ export class ConsulDevApi {
     const tags = ctx.query.getAll('tag').map((t) => t.toLowerCase());
     const nodeMeta = nodeMetaParam(ctx.query);
     const state = this.agent.state;
-    const index = await this.block(ctx, opts, () => state.serviceIndex(name));
+    const index = await this.reads.block(ctx, opts, () => state.serviceIndex(name));
     const entries = state
       .healthEntries(name)
       .filter(
@@ -278,17 +247,17 @@ export class ConsulDevApi {
       CreateIndex: s.CreateIndex,
       ModifyIndex: s.ModifyIndex,
     }));
-    return json(body, this.meta(ctx, opts, index, visible.length < entries.length));
+    return json(body, this.reads.meta(ctx, opts, index, visible.length < entries.length));
   }
 
   /** `GET /v1/catalog/nodes`. */
   private async catalogNodes(ctx: RouteContext): Promise<Reply> {
-    const opts = this.queryOptions(ctx);
+    const opts = this.reads.options(ctx);
     const state = this.agent.state;
-    const index = await this.block(ctx, opts, () => state.nodesTableIndex());
+    const index = await this.reads.block(ctx, opts, () => state.nodesTableIndex());
     const nodes = state.allNodes().filter((n) => n.Datacenter === opts.dc);
     const visible = nodes.filter((n) => ctx.authz?.nodeRead(n.Node) ?? true);
-    return json(visible, this.meta(ctx, opts, index, visible.length < nodes.length));
+    return json(visible, this.reads.meta(ctx, opts, index, visible.length < nodes.length));
   }
 
   private ttlUpdate(ctx: RouteContext, checkId: string, status: string): Reply {
@@ -307,11 +276,6 @@ export class ConsulDevApi {
       throw new ConsulApiError(400, `Invalid check status: "${String(status)}"`);
     this.agent.updateCheck(checkId, status, output, { node: this.agent.options.nodeName, ttlOnly: true });
     return empty;
-  }
-
-  private datacenters(): string[] {
-    const own = this.agent.options.datacenter;
-    return [own, ...[...this.agent.state.datacenters()].filter((dc) => dc !== own).sort()];
   }
 
   private agentSelf(): unknown {
@@ -334,82 +298,6 @@ export class ConsulDevApi {
       },
       Meta: { 'consul-network-segment': '' },
     };
-  }
-
-  /** Parses the common query options; throws a ConsulApiError for invalid ones (Consul's texts). */
-  private queryOptions(ctx: RouteContext): QueryOptions {
-    const q = ctx.query;
-    const stale = q.has('stale');
-    const consistent = q.has('consistent');
-    const cached = q.has('cached');
-    if (stale && consistent)
-      throw new ConsulApiError(400, 'Cannot specify ?stale with ?consistent, conflicting semantics.');
-    if (cached && consistent)
-      throw new ConsulApiError(400, 'Cannot use ?cached with ?consistent, conflicting semantics.');
-    let waitMs = 0;
-    const wait = q.get('wait') ?? '';
-    if (wait !== '') {
-      const parsed = parseGoDuration(wait);
-      if (parsed === undefined) throw new ConsulApiError(400, 'Invalid wait time');
-      waitMs = parsed;
-    }
-    let minIndex = 0;
-    const index = q.get('index') ?? '';
-    if (index !== '') {
-      if (!/^\d+$/.test(index) || !Number.isSafeInteger(Number(index))) throw new ConsulApiError(400, 'Invalid index');
-      minIndex = Number(index);
-    }
-    const dc = q.get('dc') || this.agent.options.datacenter;
-    if (!this.datacenters().includes(dc)) throw new ConsulApiError(500, 'No path to datacenter');
-    return {
-      dc,
-      minIndex,
-      waitMs,
-      consistency: consistent ? 'consistent' : stale || cached ? 'stale' : 'leader',
-      cached,
-    };
-  }
-
-  /** Holds a blocking query as Consul does; returns the index to answer with (>= 1). */
-  private async block(ctx: RouteContext, opts: QueryOptions, index: () => number): Promise<number> {
-    if (opts.minIndex > 0 && index() <= opts.minIndex) {
-      await ctx.waitForIndex(
-        index,
-        opts.minIndex,
-        blockingDeadlineMs(opts.waitMs, this.options.maxWaitMs, this.options.random),
-      );
-    }
-    return Math.max(1, index());
-  }
-
-  /** Query-meta headers (and agent-cache headers with `?cached`); `filtered`: ACLs removed results. */
-  private meta(ctx: RouteContext, opts: QueryOptions, index: number, filtered = false): Record<string, string> {
-    const headers: Record<string, string> = {
-      'X-Consul-Index': String(index),
-      'X-Consul-KnownLeader': 'true',
-      'X-Consul-LastContact': '0',
-      'X-Consul-Effective-Consistency': opts.consistency,
-      'X-Consul-Default-Acl-Policy': this.options.acl !== undefined ? 'deny' : 'allow',
-    };
-    // Consul masks the flag for a request without a token (`maskResultsFilteredByACLs`): an
-    // anonymous read that ACLs emptied looks exactly like "no instances".
-    if (filtered && ctx.token !== undefined && ctx.token !== '') headers['X-Consul-Results-Filtered-By-ACLs'] = 'true';
-    if (opts.cached) {
-      const q = new URLSearchParams(ctx.query);
-      for (const k of ['index', 'wait', 'token', 'cached', 'stale']) q.delete(k);
-      q.sort();
-      const key = `${ctx.path}?${q.toString()}`;
-      const now = Date.now();
-      const hit = this.cache.get(key);
-      if (hit !== undefined && hit.index === index) {
-        headers['X-Cache'] = 'HIT';
-        headers['Age'] = String(Math.floor((now - hit.fetchedAt) / 1000));
-      } else {
-        headers['X-Cache'] = 'MISS';
-        this.cache.set(key, { index, fetchedAt: now });
-      }
-    }
-    return headers;
   }
 
   /** `?near=`: the named node (or the agent's for `_agent`) first, the rest in node order. */
