@@ -9,7 +9,7 @@
 //!   snapshot the plan used (minus workers that have left since), with a
 //!   [`RoutingStrategy`] (rendezvous by default).
 
-use crate::client::WorkerReader;
+use crate::reader::WorkerReader;
 use crate::routing::{RoutingStrategy, route_candidates, route_tasks};
 use crate::snapshot::WorkerSnapshot;
 use datafusion::common::{DataFusionError, Result};
