@@ -8,81 +8,32 @@
 //! planned and routed against the list the resolver gave at its start (pinned), so the only
 //! difference between the rows is how fresh that list is. Prints a Markdown table.
 
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 #[path = "../../worker-resolver-client/tests/support/mod.rs"]
 mod support;
 
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use datafusion_distributed::{DistributedExt, SessionStateBuilderExt};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use datafusion::prelude::SessionContext;
+use datafusion_distributed::DistributedExt;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use support::{DevConsul, SidecarProcess};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use url::Url;
 use worker_resolver_client::{ClientConfig, SidecarClient, WorkerReader};
 
-const SERVICE: &str = "datafusion-worker";
+use kit::SERVICE;
 const SQL: &str = "SELECT region, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY region ORDER BY region";
 
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("consul-worker");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = std::process::Command::new(cargo)
-            .args(["build", "-p", "consul-worker", "--bin", "consul-worker"])
-            .status()
-            .expect("cargo build")
-            .success();
-        assert!(ok, "building consul-worker failed");
-    }
-    bin
-}
-
 async fn start_worker(bin: &Path, consul: &str) -> (Child, Url) {
-    let mut child = Command::new(bin)
-        .args([
-            "--consul",
-            consul,
-            "--service",
-            SERVICE,
-            "--check-interval",
-            "500ms",
-        ])
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn consul-worker");
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = out.next_line().await.unwrap().expect("registered line");
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
-    (child, Url::parse(v["url"].as_str().unwrap()).unwrap())
-}
-
-async fn generate(dir: &Path) {
-    let ctx = SessionContext::new();
-    std::fs::create_dir_all(dir.join("orders")).unwrap();
-    for i in 0..8u64 {
-        let sql = format!(
-            "COPY (SELECT value % 1000 AS customer_id, (value * 7919) % 10007 AS amount, \
-             CASE value % 4 WHEN 0 THEN 'north' WHEN 1 THEN 'south' WHEN 2 THEN 'east' ELSE 'west' END AS region \
-             FROM range({}, {})) TO '{}' STORED AS PARQUET",
-            i * 20_000,
-            (i + 1) * 20_000,
-            dir.join(format!("orders/part-{i}.parquet")).display()
-        );
-        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    }
+    let mut command = kit::worker_command(bin, consul, Duration::from_millis(500));
+    command.env("RUST_LOG", "error");
+    let (child, registered) = kit::spawn_worker(command).await;
+    (
+        child,
+        Url::parse(registered["url"].as_str().unwrap()).unwrap(),
+    )
 }
 
 /// Where a query's worker list comes from.
@@ -157,23 +108,7 @@ async fn run_once(bin: &Path, dir: &Path, kind: &str) -> Outcome {
         assert!(Instant::now() < deadline, "workers never listed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let state = SessionStateBuilder::new()
-        .with_config(SessionConfig::new().with_target_partitions(12))
-        .with_default_features()
-        .with_distributed_worker_resolver(WorkerReader::fixed(lists.current()))
-        .with_distributed_planner()
-        .with_distributed_file_scan_config_bytes_per_partition(1)
-        .unwrap()
-        .build();
-    let coordinator = SessionContext::new_with_state(state);
-    coordinator
-        .register_parquet(
-            "orders",
-            dir.join("orders").to_str().unwrap(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .unwrap();
+    let coordinator = kit::coordinator(&WorkerReader::fixed(lists.current()), None, dir).await;
 
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,12 +172,12 @@ async fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let bin = worker_binary();
+    let bin = kit::worker_binary();
     let dir = std::env::temp_dir().join(format!(
         "worker-resolver-crash-bench-{}",
         std::process::id()
     ));
-    generate(&dir).await;
+    kit::generate_data(&dir).await;
     println!(
         "| resolver | crash → first query planned without it (per run) | failed queries per crash (per run, 1 query / 100 ms) |"
     );

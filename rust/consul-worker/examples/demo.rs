@@ -8,28 +8,24 @@
 //! SIGTERM, one is `kill -9`ed, another joins. Runs 60 s by default; Ctrl-C stops it.
 //! Needs the TypeScript build (`npm ci && npm run build` at the repository root).
 
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 #[path = "../../worker-resolver-client/tests/support/mod.rs"]
 #[allow(unused_imports)]
 mod support;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use datafusion_distributed::{
-    DistributedExt, NetworkBoundaryExt, SessionStateBuilderExt, display_plan_ascii,
-};
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use datafusion::prelude::SessionContext;
+use datafusion_distributed::display_plan_ascii;
+use kit::{SERVICE, max_tasks};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{DevConsul, SidecarProcess};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use worker_resolver_client::datafusion::{SnapshotRouter, pin_session};
+use worker_resolver_client::datafusion::pin_session;
 use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient};
 
-const SERVICE: &str = "datafusion-worker";
 const QUERIES: &[(&str, &str)] = &[
     (
         "revenue by region",
@@ -42,101 +38,21 @@ const QUERIES: &[(&str, &str)] = &[
     ),
 ];
 
-fn worker_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("consul-worker");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "consul-worker", "--bin", "consul-worker"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building consul-worker failed");
-    }
-    bin
-}
-
 struct WorkerProc {
     child: Child,
     id: String,
 }
 
 async fn start_worker(bin: &Path, consul: &str) -> WorkerProc {
-    let mut child = Command::new(bin)
-        .args([
-            "--consul",
-            consul,
-            "--service",
-            SERVICE,
-            "--check-interval",
-            "500ms",
-        ])
+    let mut command = kit::worker_command(bin, consul, Duration::from_millis(500));
+    command
         .args(["--drain-grace", "1s"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn consul-worker");
-    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = out.next_line().await.unwrap().expect("registered line");
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+        .env("RUST_LOG", "warn");
+    let (child, registered) = kit::spawn_worker(command).await;
     WorkerProc {
         child,
-        id: v["id"].as_str().unwrap().to_owned(),
+        id: registered["id"].as_str().unwrap().to_owned(),
     }
-}
-
-async fn generate(dir: &Path) {
-    let ctx = SessionContext::new();
-    for (t, files, rows) in [("orders", 8u64, 20_000u64), ("customers", 2, 500)] {
-        std::fs::create_dir_all(dir.join(t)).unwrap();
-        for i in 0..files {
-            let select = if t == "orders" {
-                "SELECT value AS order_id, value % 1000 AS customer_id, (value * 7919) % 10007 AS amount, \
-                 CASE value % 4 WHEN 0 THEN 'north' WHEN 1 THEN 'south' WHEN 2 THEN 'east' ELSE 'west' END AS region"
-            } else {
-                "SELECT value AS customer_id, \
-                 CASE value % 3 WHEN 0 THEN 'retail' WHEN 1 THEN 'wholesale' ELSE 'online' END AS segment"
-            };
-            let sql = format!(
-                "COPY ({select} FROM range({}, {})) TO '{}' STORED AS PARQUET",
-                i * rows,
-                (i + 1) * rows,
-                dir.join(format!("{t}/part-{i}.parquet")).display()
-            );
-            ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-        }
-    }
-}
-
-async fn register(ctx: &SessionContext, dir: &Path) {
-    for t in ["orders", "customers"] {
-        ctx.register_parquet(
-            t,
-            dir.join(t).to_str().unwrap(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
-}
-
-fn max_tasks(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    let mut max = 0;
-    let mut stack = vec![Arc::clone(plan)];
-    while let Some(p) = stack.pop() {
-        if let Some(nb) = p.as_ref().as_network_boundary() {
-            max = max.max(nb.input_stage().task_count());
-        }
-        stack.extend(p.children().into_iter().cloned());
-    }
-    max
 }
 
 #[tokio::main]
@@ -145,9 +61,9 @@ async fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let bin = worker_binary();
+    let bin = kit::worker_binary();
     let dir = std::env::temp_dir().join(format!("worker-resolver-demo-{}", std::process::id()));
-    generate(&dir).await;
+    kit::generate_data(&dir).await;
     let consul = DevConsul::start().await;
     let sidecar = SidecarProcess::start(&consul.http_addr, SERVICE, 0, &["--wait", "30s"]).await;
     println!(
@@ -167,27 +83,8 @@ async fn main() {
     .unwrap();
     client.ready(Duration::from_secs(30)).await.expect("ready");
     let reader = client.reader();
-    let state = SessionStateBuilder::new()
-        .with_config(SessionConfig::new().with_target_partitions(12))
-        .with_default_features()
-        .with_distributed_worker_resolver(reader.clone())
-        .with_distributed_planner()
-        .with_distributed_route_tasks_handler(SnapshotRouter::new(
-            reader.clone(),
-            RoutingStrategy::Rendezvous,
-        ))
-        .with_distributed_file_scan_config_bytes_per_partition(1)
-        .unwrap()
-        .build();
-    let coordinator = SessionContext::new_with_state(state);
-    register(&coordinator, &dir).await;
-    let single = SessionContext::new();
-    register(&single, &dir).await;
-    let mut expected = Vec::new();
-    for (_, q) in QUERIES {
-        let b = single.sql(q).await.unwrap().collect().await.unwrap();
-        expected.push(pretty_format_batches(&b).unwrap().to_string());
-    }
+    let coordinator = kit::coordinator(&reader, Some(RoutingStrategy::Rendezvous), &dir).await;
+    let expected = kit::reference_answers(&dir, QUERIES.iter().map(|(_, q)| *q)).await;
 
     let start = Instant::now();
     let (mut ok, mut failed) = (0, 0);

@@ -10,28 +10,25 @@
 //! - crash (`kill -9`) → only queries in flight before the removal is published may fail;
 //! - sidecar restart → queries keep running on the last good list; the client resyncs.
 
+mod kit;
 #[path = "../../worker-resolver-client/tests/support/mod.rs"]
 mod support;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use datafusion_distributed::{
-    DistributedExt, NetworkBoundaryExt, SessionStateBuilderExt, display_plan_ascii,
-};
+use datafusion::prelude::SessionContext;
+use datafusion_distributed::display_plan_ascii;
+use kit::{SERVICE, max_tasks};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{DevConsul, Lines, RealConsul, SidecarProcess, wait_until};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use worker_resolver_client::datafusion::{SnapshotRouter, pin_session};
+use worker_resolver_client::datafusion::pin_session;
 use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient, Source, WorkerReader};
 
-const SERVICE: &str = "datafusion-worker";
 const GUARD: Duration = Duration::from_secs(120);
 /// The workers' HTTP check interval.
 const CHECK_INTERVAL: Duration = Duration::from_millis(500);
@@ -52,46 +49,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// (start, end, outcome) of each query of a [`QueryStream`].
 type QueryLog = Vec<(Instant, Instant, Result<(), String>)>;
 
-/// Generated Parquet: `orders` (8 files × 20 000 rows) and `customers` (2 files × 500 rows).
-async fn generate_data(dir: &Path) {
-    let ctx = SessionContext::new();
-    std::fs::create_dir_all(dir.join("orders")).unwrap();
-    std::fs::create_dir_all(dir.join("customers")).unwrap();
-    for i in 0..8u64 {
-        let (lo, hi) = (i * 20_000, (i + 1) * 20_000);
-        let sql = format!(
-            "COPY (SELECT value AS order_id, value % 1000 AS customer_id, \
-               (value * 7919) % 10007 AS amount, \
-               CASE value % 4 WHEN 0 THEN 'north' WHEN 1 THEN 'south' WHEN 2 THEN 'east' ELSE 'west' END AS region \
-             FROM range({lo}, {hi})) TO '{}' STORED AS PARQUET",
-            dir.join(format!("orders/part-{i}.parquet")).display()
-        );
-        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    }
-    for i in 0..2u64 {
-        let (lo, hi) = (i * 500, (i + 1) * 500);
-        let sql = format!(
-            "COPY (SELECT value AS customer_id, concat('customer-', CAST(value AS VARCHAR)) AS name, \
-               CASE value % 3 WHEN 0 THEN 'retail' WHEN 1 THEN 'wholesale' ELSE 'online' END AS segment \
-             FROM range({lo}, {hi})) TO '{}' STORED AS PARQUET",
-            dir.join(format!("customers/part-{i}.parquet")).display()
-        );
-        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    }
-}
-
-async fn register_tables(ctx: &SessionContext, dir: &Path) {
-    for t in ["orders", "customers"] {
-        ctx.register_parquet(
-            t,
-            dir.join(t).to_str().unwrap(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
-}
-
 /// A `consul-worker` process.
 struct WorkerProcess {
     child: Child,
@@ -103,24 +60,17 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     async fn start(consul: &str) -> WorkerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_consul-worker"))
-            .args(["--consul", consul, "--service", SERVICE])
-            .args([
-                "--check-interval",
-                &format!("{}ms", CHECK_INTERVAL.as_millis()),
-            ])
+        let bin = Path::new(env!("CARGO_BIN_EXE_consul-worker"));
+        let mut child = kit::worker_command(bin, consul, CHECK_INTERVAL)
             .args(["--drain-grace", "1s", "--drain-timeout", "20s"])
             .env("RUST_LOG", "info,h2=warn,tonic=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn consul-worker");
         let stdout = Lines::default();
         let stderr = Lines::default();
-        follow(&stdout, child.stdout.take().unwrap());
-        follow(&stderr, child.stderr.take().unwrap());
+        stdout.follow(child.stdout.take().unwrap());
+        stderr.follow(child.stderr.take().unwrap());
         let o = stdout.clone();
         let e = stderr.clone();
         wait_until("a worker to register", GUARD, || {
@@ -158,16 +108,6 @@ impl WorkerProcess {
         self.child.start_kill().unwrap();
         let _ = self.child.wait().await;
     }
-}
-
-fn follow(lines: &Lines, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
-    let lines = lines.clone();
-    tokio::spawn(async move {
-        let mut r = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = r.next_line().await {
-            lines.push(line);
-        }
-    });
 }
 
 /// Consul: the project's dev server, or a real agent.
@@ -210,7 +150,6 @@ struct Cluster {
     workers: Vec<WorkerProcess>,
     client: SidecarClient,
     coordinator: SessionContext,
-    single: SessionContext,
     expected: Vec<String>,
     dir: PathBuf,
 }
@@ -226,7 +165,7 @@ impl Cluster {
             std::process::id(),
             rand::random::<u32>()
         ));
-        generate_data(&dir).await;
+        kit::generate_data(&dir).await;
         let consul = match backend {
             Backend::Dev => ConsulKind::Dev(DevConsul::start().await),
             Backend::DevWithDns => ConsulKind::Dev(DevConsul::start_controllable().await),
@@ -261,39 +200,14 @@ impl Cluster {
         .unwrap();
         client.ready(GUARD).await.expect("client ready");
         let reader = client.reader();
-        // target_partitions 12: datafusion-distributed 4.0.0's file-scan scale-up fails planning
-        // ("Different partition count where provided in two different variants of
-        // DistributedLeafExec") when the byte-range split of these 8 files does not give every
-        // task the same number of groups (e.g. target_partitions 2 or 4 with 3 workers); 12
-        // splits evenly for 2, 3 and 4 workers.
-        let state = SessionStateBuilder::new()
-            .with_config(SessionConfig::new().with_target_partitions(12))
-            .with_default_features()
-            .with_distributed_worker_resolver(reader.clone())
-            .with_distributed_planner()
-            .with_distributed_route_tasks_handler(SnapshotRouter::new(
-                reader.clone(),
-                RoutingStrategy::Rendezvous,
-            ))
-            .with_distributed_file_scan_config_bytes_per_partition(1)
-            .unwrap()
-            .build();
-        let coordinator = SessionContext::new_with_state(state);
-        register_tables(&coordinator, &dir).await;
-        let single = SessionContext::new();
-        register_tables(&single, &dir).await;
-        let mut expected = Vec::new();
-        for q in QUERIES {
-            let batches = single.sql(q).await.unwrap().collect().await.unwrap();
-            expected.push(pretty_format_batches(&batches).unwrap().to_string());
-        }
+        let coordinator = kit::coordinator(&reader, Some(RoutingStrategy::Rendezvous), &dir).await;
+        let expected = kit::reference_answers(&dir, QUERIES.iter().copied()).await;
         let mut c = Cluster {
             consul,
             sidecar,
             workers,
             client,
             coordinator,
-            single,
             expected,
             dir,
         };
@@ -333,7 +247,6 @@ impl Cluster {
         drop(self.sidecar);
         self.consul.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
-        drop(self.single);
     }
 
     /// Starts one more worker and waits until the client lists it.
@@ -365,21 +278,6 @@ async fn run_query(
             .to_string(),
         plan,
     ))
-}
-
-/// The largest task count of any stage of a distributed plan.
-fn max_tasks(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    let mut max = 0;
-    let mut stack = vec![Arc::clone(plan)];
-    while let Some(p) = stack.pop() {
-        if let Some(nb) = p.as_ref().as_network_boundary() {
-            max = max.max(nb.input_stage().task_count());
-        }
-        for c in p.children() {
-            stack.push(Arc::clone(c));
-        }
-    }
-    max
 }
 
 /// Runs every query once, asserting each answer equals single-node DataFusion's.

@@ -97,7 +97,8 @@ impl Lines {
         self.0.lock().unwrap().push(line);
     }
 
-    fn follow(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+    /// Appends every line of `stream` as it arrives (in a task of its own).
+    pub fn follow(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
         let lines = self.clone();
         tokio::spawn(async move {
             let mut r = BufReader::new(stream).lines();
