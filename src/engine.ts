@@ -58,7 +58,7 @@ interface Answer extends Offer {
   readonly cache: WorkerCache;
 }
 
-/** Drives the sources and owns the current snapshot. */
+/** Drives the sources and decides which answer counts; its publisher owns the snapshot. */
 export class Engine {
   private readonly config: EngineConfig;
   private readonly emit: Emit;
@@ -87,7 +87,12 @@ export class Engine {
     this.config = config;
     this.emit = emitter(config.observers, config.logger);
     this.publisher = new Publisher({
-      ...config,
+      service: config.service,
+      maxStalenessMs: config.maxStalenessMs,
+      guard: config.guard,
+      minPublishIntervalMs: config.minPublishIntervalMs,
+      clock: config.clock,
+      logger: config.logger,
       emit: this.emit,
       lastContact: (source) => this.lastContact.get(source),
       onHoldOver: () => this.apply(this.active),
