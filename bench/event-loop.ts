@@ -20,10 +20,33 @@ import { systemClock } from '../src/clock.js';
 import { Engine } from '../src/engine.js';
 import { resolveConsul } from '../src/options-consul.js';
 import { ConsulSource } from '../src/source-consul.js';
+import type { Source } from '../src/source.js';
+import { SERVICE } from './cluster.js';
 import { forceGc } from './memory.js';
 import { silentLogger } from './section.js';
 import { summarize } from './stats.js';
 import type { Summary } from './stats.js';
+
+/**
+ * The engine as `createWorkerResolver` builds it for one Consul source with the default guard,
+ * without damping (every answer is published at once, so each one is measured).
+ */
+export function benchEngine(consul: Source): Engine {
+  return new Engine({
+    service: SERVICE,
+    consul,
+    dns: undefined,
+    staticWorkers: undefined,
+    failoverAfterFailures: 3,
+    failoverAfterMs: undefined,
+    maxStalenessMs: 3_600_000,
+    guard: { threshold: 0.5, minWorkers: 3, holdMs: 60_000 },
+    minPublishIntervalMs: 0,
+    clock: systemClock,
+    logger: silentLogger,
+    observers: [],
+  });
+}
 
 /** The scripted Consul, plain JavaScript run by a worker thread. */
 const CONSUL_SOURCE = `
@@ -93,20 +116,7 @@ export async function measureEventLoop(
     systemClock,
     undefined,
   );
-  const resolver = new Engine({
-    service: 'worker',
-    consul: new ConsulSource(consulConfig),
-    dns: undefined,
-    staticWorkers: undefined,
-    failoverAfterFailures: 3,
-    failoverAfterMs: undefined,
-    maxStalenessMs: 3_600_000,
-    guard: { threshold: 0.5, minWorkers: 3, holdMs: 60_000 },
-    minPublishIntervalMs: 0,
-    clock: systemClock,
-    logger: silentLogger,
-    observers: [],
-  });
+  const resolver = benchEngine(new ConsulSource(consulConfig));
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   const overall = monitorEventLoopDelay({ resolution: 1 });
   const perAnswer: number[] = [];

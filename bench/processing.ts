@@ -15,23 +15,20 @@
  */
 import { Agent } from 'node:http';
 import v8 from 'node:v8';
-import { systemClock } from '../src/clock.js';
 import { IncrementalHealthParser } from '../src/consul-health-incremental.js';
 import { THREAD_THRESHOLD_BYTES } from '../src/source-consul.js';
 import { parseHealthBody } from '../src/consul-health.js';
 import type { ConsulWorkerPolicy, ParsedHealth } from '../src/consul-health.js';
-import { Engine } from '../src/engine.js';
 import { diffWorkers } from '../src/worker-diff.js';
 import { buildWorkerSet } from '../src/worker-set.js';
 import type { Source, SourceSink } from '../src/source.js';
 import { HEALTH_QUERY, SERVICE, httpGet, setHealth, startCluster } from './cluster.js';
-import { measureEventLoop, measureIdleLoop } from './event-loop.js';
+import { benchEngine, measureEventLoop, measureIdleLoop } from './event-loop.js';
 import type { EventLoopResult } from './event-loop.js';
 import { measureAllocation } from './memory.js';
 import type { Allocation } from './memory.js';
 import { profile, profileNotes } from './profile.js';
 import type { BenchContext, BenchSection, SectionOutput } from './section.js';
-import { silentLogger } from './section.js';
 import { elapsedMs, ratio, summarize } from './stats.js';
 import type { Summary } from './stats.js';
 import { fmtBytes, fmtInt, fmtMs, fmtRatio, goalCell } from './table.js';
@@ -126,20 +123,7 @@ interface Step {
 /** One engine fed by hand, and a step that processes one body through it as `ConsulSource` does. */
 function pipeline(reading: Reading): { step: (body: Buffer, index: number) => Promise<Step>; close(): void } {
   const source = new HandSource();
-  const engine = new Engine({
-    service: SERVICE,
-    consul: source,
-    dns: undefined,
-    staticWorkers: undefined,
-    failoverAfterFailures: 3,
-    failoverAfterMs: undefined,
-    maxStalenessMs: 3_600_000,
-    guard: { threshold: 0.5, minWorkers: 3, holdMs: 60_000 },
-    minPublishIntervalMs: 0,
-    clock: systemClock,
-    logger: silentLogger,
-    observers: [],
-  });
+  const engine = benchEngine(source);
   let published = 0;
   engine.subscribe(() => (published += 1));
   engine.start();

@@ -18,6 +18,7 @@ import { AutoConsulReader } from '../src/consul-reader-auto.js';
 import { InThreadConsulReader } from '../src/consul-reader.js';
 import type { ReaderAnswer } from '../src/consul-reader.js';
 import { Engine } from '../src/engine.js';
+import type { ResolverObserver } from '../src/events.js';
 import { buildWorkerSet } from '../src/worker-set.js';
 import type { BuiltWorkerSet } from '../src/worker-cache.js';
 import { WorkerResolverError } from '../src/errors.js';
@@ -47,6 +48,24 @@ const query: HealthQuery = {
   consistency: 'default',
 };
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** An engine over one Consul source: no DNS, no guard, no damping, real time. */
+function threadEngine(source: ConsulSource, observers: ResolverObserver[] = []): Engine {
+  return new Engine({
+    service: 'worker',
+    consul: source,
+    dns: undefined,
+    staticWorkers: undefined,
+    failoverAfterFailures: 3,
+    failoverAfterMs: undefined,
+    maxStalenessMs: 3_600_000,
+    guard: undefined,
+    minPublishIntervalMs: 0,
+    clock: systemClock,
+    logger: silent,
+    observers,
+  });
+}
 
 /** A server that answers every request with the current body and an index that moves with it. */
 async function bodyServer(): Promise<{ url: URL; set(body: string): void; close(): Promise<void> }> {
@@ -219,20 +238,7 @@ describe('Consul reader thread', () => {
       ...resolveConsul({ address: dev.httpAddr, waitMs: 60_000 }, 'worker', {}, systemClock, undefined),
     };
     const source = new ConsulSource({ ...config, readInThread: true });
-    const engine = new Engine({
-      service: 'worker',
-      consul: source,
-      dns: undefined,
-      staticWorkers: undefined,
-      failoverAfterFailures: 3,
-      failoverAfterMs: undefined,
-      maxStalenessMs: 3_600_000,
-      guard: undefined,
-      minPublishIntervalMs: 0,
-      clock: systemClock,
-      logger: silent,
-      observers: [],
-    });
+    const engine = threadEngine(source);
     engine.start();
     try {
       await waitFor(() => engine.current.workers.length === 3, 'the first snapshot');
@@ -364,20 +370,7 @@ describe('Consul reader thread', () => {
         undefined,
       );
       const source = new ConsulSource({ ...config, readInThread: true });
-      const engine = new Engine({
-        service: 'worker',
-        consul: source,
-        dns: undefined,
-        staticWorkers: undefined,
-        failoverAfterFailures: 3,
-        failoverAfterMs: undefined,
-        maxStalenessMs: 3_600_000,
-        guard: undefined,
-        minPublishIntervalMs: 0,
-        clock: systemClock,
-        logger: silent,
-        observers: [{ onRefresh: (e) => outcomes.push(e.outcome) }],
-      });
+      const engine = threadEngine(source, [{ onRefresh: (e) => outcomes.push(e.outcome) }]);
       engine.start();
       try {
         await waitFor(() => engine.current.workers.length === 1 && dev.openLongPolls() === 1, 'a held long poll');
