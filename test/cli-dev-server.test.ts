@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { SrvData } from 'dns-packet';
 import { runCli, within } from './fixtures/cli-http.js';
 import type { CliProcess } from './fixtures/cli-http.js';
-import { ConsulApi } from './helpers/consul-agent.js';
+import { ConsulApi } from './helpers/consul-api.js';
 import { dnsQuery } from './helpers/dns-query.js';
 import { freeTcpPort } from './helpers/ports.js';
 import { delay, waitFor } from './helpers/wait.js';

@@ -10,7 +10,7 @@ import type { SourceFailure } from '../src/index.js';
 import { createWorkerResolver } from '../src/index.js';
 import { backends } from './helpers/contract-backends.js';
 import type { Backend } from './helpers/contract-backends.js';
-import type { AclToken, ConsulResponse } from './helpers/consul-agent.js';
+import type { AclToken, ConsulResponse } from './helpers/consul-api.js';
 import { waitFor } from './helpers/wait.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };

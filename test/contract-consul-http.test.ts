@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { backends } from './helpers/contract-backends.js';
 import type { Backend } from './helpers/contract-backends.js';
-import type { ConsulRequestOptions, ConsulResponse } from './helpers/consul-agent.js';
+import type { ConsulRequestOptions, ConsulResponse } from './helpers/consul-api.js';
 
 interface Entry {
   Node: { Node: string; Address: string; Meta: Record<string, string>; TaggedAddresses: Record<string, string> | null };

@@ -11,7 +11,8 @@
  */
 import { join } from 'node:path';
 import { ConsulDevServer } from '../../src/testing/index.js';
-import { ConsulAgent, ConsulApi, consulVersion } from './consul-agent.js';
+import { ConsulAgent, consulVersion } from './consul-agent.js';
+import { ConsulApi } from './consul-api.js';
 import type { TestPki } from './certs.js';
 
 export interface Backend {
