@@ -22,15 +22,14 @@
  *   [minRefreshMs, maxRefreshMs]; after a failure, after a full-jitter backoff.
  */
 import { getServers } from 'node:dns';
-import net from 'node:net';
 import { Backoff } from './backoff.js';
 import type { Clock, TimerHandle } from './clock.js';
 import { parseDnsServer, query } from './dns-client.js';
 import type { DnsExchange, DnsTransport } from './dns-client.js';
-import type { AddressRecord, DnsRecord, DnsResponse, DnsServer, SrvRecord } from './dns-message.js';
-import { urlHost } from './consul-health.js';
-import { ErrorCode, WorkerResolverError, isWorkerResolverError } from './errors.js';
+import type { DnsResponse, DnsServer, SrvRecord } from './dns-message.js';
+import { ErrorCode, WorkerResolverError } from './errors.js';
 import type { DnsQueryInfo, Source, SourceOutcome, SourceSink, WorkerCandidate } from './source.js';
+import { HOSTNAME, follow, isAddress, minTtl, negativeTtl, resolveTarget, toWorkers } from './srv-answer.js';
 
 /** Fully resolved configuration of {@link DnsSrvSource}; the options module validates it and fills defaults. */
 export interface DnsSrvSourceConfig {
@@ -266,7 +265,11 @@ async function lookup(
     });
     const addresses = new Map(targets.map((target, i) => [target, resolved[i] ?? []]));
     const used = [...addresses.values()].flatMap((a) => (a === HOSTNAME ? [] : a));
-    return found({ ok: true, ...toWorkers(config, preferred, addresses), ttlSeconds: minTtl([...srvs, ...used]) });
+    return found({
+      ok: true,
+      ...toWorkers(config.scheme, preferred, addresses),
+      ttlSeconds: minTtl([...srvs, ...used]),
+    });
   } catch (error) {
     if (signal?.aborted === true) throw error;
     if (error instanceof WorkerResolverError) return { ok: false, error, queries };
@@ -287,110 +290,6 @@ async function lookup(
     signal?.removeEventListener('abort', forward);
     local.abort();
   }
-}
-
-/** A target to publish by its host name (the server refused to resolve it): see the file comment. */
-const HOSTNAME = 'hostname' as const;
-
-/**
- * A and AAAA for one target; fails only if neither gave an address and one of them failed —
- * unless both were REFUSED, which names a host outside the server's domain ({@link HOSTNAME}).
- */
-async function resolveTarget(
-  target: string,
-  ask: (name: string, type: 'A' | 'AAAA') => Promise<DnsResponse>,
-): Promise<AddressRecord[] | typeof HOSTNAME> {
-  const settled = await Promise.allSettled([ask(target, 'A'), ask(target, 'AAAA')]);
-  const records = settled.flatMap((s) => (s.status === 'fulfilled' ? follow(s.value.answers, target) : []));
-  const addresses = records.filter(isAddress);
-  const failures = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
-  if (addresses.length > 0 || failures.length === 0) return addresses;
-  const refused =
-    failures.length === settled.length && failures.every((f) => isWorkerResolverError(f.reason, ErrorCode.DNS_REFUSED));
-  if (refused && urlHost(target) !== undefined) return HOSTNAME;
-  throw failures[0]?.reason as Error;
-}
-
-function toWorkers(
-  config: DnsSrvSourceConfig,
-  preferred: readonly SrvRecord[],
-  addresses: ReadonlyMap<string, readonly AddressRecord[] | typeof HOSTNAME>,
-): { workers: WorkerCandidate[]; rejected: number } {
-  const workers: WorkerCandidate[] = [];
-  const ids = new Set<string>();
-  let rejected = 0;
-  for (const srv of preferred) {
-    const found = addresses.get(srv.target) ?? [];
-    const host = found === HOSTNAME ? urlHost(srv.target) : undefined;
-    if (host !== undefined && srv.port !== 0) {
-      const id = `${srv.target}:${srv.port}`;
-      if (ids.has(id)) continue;
-      ids.add(id);
-      workers.push({
-        url: `${config.scheme}://${host}:${srv.port}`,
-        id,
-        node: srv.target,
-        address: host,
-        port: srv.port,
-        tags: [],
-        meta: {},
-        status: 'passing',
-        weight: srv.weight,
-      });
-      continue;
-    }
-    const unique = [...new Set((found === HOSTNAME ? [] : found).map((r) => r.address.toLowerCase()))];
-    if (srv.port === 0 || unique.length === 0) {
-      rejected += 1;
-      continue;
-    }
-    for (const address of unique) {
-      const id = unique.length > 1 ? `${srv.target}:${srv.port}/${address}` : `${srv.target}:${srv.port}`;
-      if (ids.has(id)) continue;
-      ids.add(id);
-      const host = net.isIPv6(address) ? `[${address}]` : address;
-      workers.push({
-        url: `${config.scheme}://${host}:${srv.port}`,
-        id,
-        node: srv.target,
-        address,
-        port: srv.port,
-        tags: [],
-        meta: {},
-        status: 'passing',
-        weight: srv.weight,
-      });
-    }
-  }
-  return { workers, rejected };
-}
-
-/** The records owned by `name` or by the names its CNAME chain leads to. */
-function follow(records: readonly DnsRecord[], name: string): DnsRecord[] {
-  const names = new Set([name.toLowerCase().replace(/\.$/, '')]);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const r of records) {
-      if (r.type === 'CNAME' && names.has(r.name) && !names.has(r.target)) {
-        names.add(r.target);
-        grew = true;
-      }
-    }
-  }
-  return records.filter((r) => r.type !== 'CNAME' && names.has(r.name));
-}
-
-/** RFC 2308: a negative answer may be cached for min(SOA TTL, SOA MINIMUM). */
-function negativeTtl(response: DnsResponse): { ttl: number }[] {
-  return response.authorities.flatMap((r) => (r.type === 'SOA' ? [{ ttl: Math.min(r.ttl, r.minimum) }] : []));
-}
-
-function minTtl(records: readonly { readonly ttl: number }[]): number | undefined {
-  return records.length === 0 ? undefined : Math.min(...records.map((r) => r.ttl));
-}
-
-function isAddress(record: DnsRecord): record is AddressRecord {
-  return record.type === 'A' || record.type === 'AAAA';
 }
 
 /** Maps with at most `limit` calls in flight; results in input order. */
