@@ -61,7 +61,9 @@ interface Answer extends Offer {
 /** Drives the sources and decides which answer counts; its publisher owns the snapshot. */
 export class Engine {
   private readonly config: EngineConfig;
+  /** Tells the observers; one that throws is logged and skipped. */
   private readonly emit: Emit;
+  /** Owns the snapshot: the active source's answers go there (guard, damping, staleness). */
   private readonly publisher: Publisher;
   /** The source whose answers drive the snapshot now. */
   private active: SourceKind;
@@ -75,12 +77,15 @@ export class Engine {
   private readonly answers = new Map<SourceKind, Answer>();
   /** Wall-clock time of the last successful answer per source. */
   private readonly lastContact = new Map<SourceKind, number>();
+  /** Pending from a Consul failure streak's first failure until an answer (fails over when it fires). */
   private noContactTimer: TimerHandle | undefined;
   /** Stop of the DNS source after a failback; awaited by close(). */
   private stopping: Promise<void> = Promise.resolve();
+  /** Set by close(): outcomes are ignored afterwards. */
   private closed = false;
   /** Outcomes that arrived while a build ran over several turns, in order; undefined when none runs. */
   private held: SourceOutcome[] | undefined;
+  /** What the sources report to (one object for both, so a source never sees the engine). */
   private readonly sink = { onOutcome: (outcome: SourceOutcome): void => this.onOutcome(outcome) };
 
   constructor(config: EngineConfig) {

@@ -61,17 +61,21 @@ export class Publisher {
   /** The current snapshot; replaced, never mutated. */
   current: WorkerSnapshot = EMPTY_SNAPSHOT;
   private readonly config: PublisherConfig;
+  /** Called after each publish, in subscription order; emptied by close(). */
   private readonly listeners = new Set<(snapshot: WorkerSnapshot) => void>();
   /** Latest state waiting for the damping interval to end; undefined when nothing waits. */
   private pending: Pending | undefined;
+  /** Pending only while a state waits for the damping interval to end. */
   private dampTimer: TimerHandle | undefined;
   /** Monotonic time of the last publish (−∞ before the first). */
   private lastPublishAt = Number.NEGATIVE_INFINITY;
   /** The mass-failure guard: holds a sudden small set back; `active` = the snapshot is `guarded`. */
   private readonly guard: MassFailureGuard;
+  /** Fires when a fresh snapshot would turn stale; undefined while stale, before the first publish and after close(). */
   private staleTimer: TimerHandle | undefined;
   /** Leader headers of the latest Consul answer; carried by every Consul-sourced snapshot. */
   private consulLeader: { readonly knownLeader?: boolean; readonly lastContactMs?: number } = {};
+  /** Set by close(): nothing is published and no timer is armed afterwards. */
   private closed = false;
 
   constructor(config: PublisherConfig) {
