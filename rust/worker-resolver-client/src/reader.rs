@@ -15,13 +15,19 @@ use url::Url;
 /// What readers and the background task share.
 pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
+    /// The published snapshot: replaced whole by the task (one `store`), never mutated.
     pub(crate) current: ArcSwap<WorkerSnapshot>,
+    /// Sends every snapshot `current` took, right after the store.
     pub(crate) tx: watch::Sender<Arc<WorkerSnapshot>>,
+    /// The origin of `last_contact`.
     pub(crate) epoch: Instant,
     /// Nanoseconds since `epoch` of the last answer of any kind from the sidecar, plus 1; 0 = never.
     pub(crate) last_contact: AtomicU64,
+    /// Failed requests since the last answer; 0 once the sidecar answers.
     pub(crate) consecutive_failures: AtomicU32,
+    /// The last request error; kept after recovery, for diagnostics.
     pub(crate) last_error: ArcSwapOption<Error>,
+    /// Cancelled when the client closes or drops (a fixed reader's is cancelled from the start).
     pub(crate) cancel: CancellationToken,
 }
 
