@@ -374,89 +374,31 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
           actual: `p50 ${fmtMs(loopAtGoal.perAnswerMaxMs.p50)}, p99 ${fmtMs(loopAtGoal.perAnswerMaxMs.p99)} at ${fmtInt(GOAL_INSTANCES)} instances (${loopAtGoal.reader} reader, the default)`,
         };
   const n = fmtInt(plan.workers);
+  const goalAt = (check: GoalCheck): string => (atGoalSize ? goalCell(check) : GOAL_ELSEWHERE);
   const vsJson = (s: Summary): string => fmtRatio(ratio(s.p50, result.jsonParse.p50));
+  /** A row of the time table: its figures, its ratio to `JSON.parse` of the same body, and its goal cell. */
+  const timeRow = (label: string, s: Summary, goal = '—'): string[] => [
+    n,
+    label,
+    fmtMs(s.p50),
+    fmtMs(s.p99),
+    vsJson(s),
+    goal,
+  ];
   const rows: string[][] = [
-    [
-      n,
-      'total: read + build + diff + publish (one entry changed)',
-      fmtMs(result.total.p50),
-      fmtMs(result.total.p99),
-      vsJson(result.total),
-      atGoalSize ? goalCell(timeGoal) : GOAL_ELSEWHERE,
-    ],
-    [
-      n,
-      '↳ incremental read (compare, parse what changed)',
-      fmtMs(result.parse.p50),
-      fmtMs(result.parse.p99),
-      vsJson(result.parse),
-      '—',
-    ],
-    [
-      n,
-      '↳ engine (incremental build, diff, snapshot, publish)',
-      fmtMs(result.engine.p50),
-      fmtMs(result.engine.p99),
-      vsJson(result.engine),
-      '—',
-    ],
-    [
-      n,
-      'byte-identical body (index moved, content did not)',
-      fmtMs(result.same.p50),
-      fmtMs(result.same.p99),
-      vsJson(result.same),
-      atGoalSize ? goalCell(sameGoal) : GOAL_ELSEWHERE,
-    ],
-    [
-      n,
-      'first answer of a source (every entry parsed)',
-      fmtMs(result.first.p50),
-      fmtMs(result.first.p99),
-      vsJson(result.first),
-      atGoalSize ? goalCell(firstGoal) : GOAL_ELSEWHERE,
-    ],
+    timeRow('total: read + build + diff + publish (one entry changed)', result.total, goalAt(timeGoal)),
+    timeRow('↳ incremental read (compare, parse what changed)', result.parse),
+    timeRow('↳ engine (incremental build, diff, snapshot, publish)', result.engine),
+    timeRow('byte-identical body (index moved, content did not)', result.same, goalAt(sameGoal)),
+    timeRow('first answer of a source (every entry parsed)', result.first, goalAt(firstGoal)),
     [n, 'reference: JSON.parse of the body alone', fmtMs(result.jsonParse.p50), fmtMs(result.jsonParse.p99), '1×', '—'],
-    [
-      n,
-      'before #13: whole-body parse + full build (same engine)',
-      fmtMs(result.whole.p50),
-      fmtMs(result.whole.p99),
-      vsJson(result.whole),
-      '—',
-    ],
-    [
-      n,
-      'candidate: parse worker posting candidates back (main-thread deserialise only)',
-      fmtMs(result.cloneBack.p50),
-      fmtMs(result.cloneBack.p99),
-      vsJson(result.cloneBack),
-      '—',
-    ],
-    [
-      n,
-      '  ↳ full buildWorkerSet of all candidates',
-      fmtMs(result.buildWorkerSet.p50),
-      fmtMs(result.buildWorkerSet.p99),
-      vsJson(result.buildWorkerSet),
-      '—',
-    ],
-    [
-      n,
-      '  ↳ one diffWorkers of two full sets',
-      fmtMs(result.diff.p50),
-      fmtMs(result.diff.p99),
-      vsJson(result.diff),
-      '—',
-    ],
+    timeRow('before #13: whole-body parse + full build (same engine)', result.whole),
+    timeRow('candidate: parse worker posting candidates back (main-thread deserialise only)', result.cloneBack),
+    timeRow('  ↳ full buildWorkerSet of all candidates', result.buildWorkerSet),
+    timeRow('  ↳ one diffWorkers of two full sets', result.diff),
   ];
   const heapRows: string[][] = [
-    [
-      n,
-      'peak heap growth during one processing',
-      fmtBytes(result.allocation.peakGrowthBytes),
-      atGoalSize ? goalCell(heapGoal) : GOAL_ELSEWHERE,
-    ],
+    [n, 'peak heap growth during one processing', fmtBytes(result.allocation.peakGrowthBytes), goalAt(heapGoal)],
     [n, 'bytes allocated (collected or not)', fmtBytes(result.allocation.allocatedBytes), '—'],
     [n, 'retained after GC (new snapshot − old)', fmtBytes(result.allocation.retainedBytes), '—'],
   ];
