@@ -262,8 +262,37 @@ pub struct SidecarProcess {
 
 impl SidecarProcess {
     /// Starts `worker-resolver serve --service SERVICE --consul ADDR --listen 127.0.0.1:PORT`
-    /// (0 = ephemeral) with publishes undamped, and waits for its "sidecar listening" line.
+    /// with publishes undamped, and waits for its "sidecar listening" line. `port` 0 picks one
+    /// with [`free_ports`] (so a test can restart the sidecar on it), again if another process
+    /// took it first (at most three times).
     pub async fn start(consul: &str, service: &str, port: u16, extra: &[&str]) -> SidecarProcess {
+        if port != 0 {
+            return Self::try_start(consul, service, port, extra)
+                .await
+                .unwrap_or_else(|log| panic!("the sidecar did not start on port {port}:\n{log}"));
+        }
+        for attempt in 1..=3 {
+            let picked = free_ports(1)[0];
+            match Self::try_start(consul, service, picked, extra).await {
+                Ok(sidecar) => return sidecar,
+                Err(log) if attempt < 3 && log.contains("ERR_LISTEN") => {
+                    eprintln!(
+                        "sidecar port {picked} was taken (attempt {attempt}); picking another"
+                    );
+                }
+                Err(log) => panic!("the sidecar did not start on port {picked}:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start on `port`: Ok once it listens, Err(its log) when it exits first.
+    async fn try_start(
+        consul: &str,
+        service: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<SidecarProcess, String> {
         let mut child = Command::new("node")
             .arg(cli_js())
             .args([
@@ -287,17 +316,23 @@ impl SidecarProcess {
             .expect("spawn worker-resolver serve");
         let log = Lines::default();
         log.follow(child.stderr.take().unwrap());
-        let l = log.clone();
-        wait_until(
-            "the sidecar's listening line",
-            Duration::from_secs(60),
-            || {
-                let found = l.find("\"msg\":\"sidecar listening\"").is_some();
-                async move { found }
-            },
-        )
-        .await;
-        let line = log.find("\"msg\":\"sidecar listening\"").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let line = loop {
+            if let Some(line) = log.find("\"msg\":\"sidecar listening\"") {
+                break line;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                // Give the log reader a moment to take the last lines.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Err(format!("(exited: {status})\n{}", log.text()));
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no \"sidecar listening\" line after 60 s:\n{}",
+                log.text()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
         let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
         let url = v["url"].as_str().unwrap().to_owned();
         let port = url
@@ -307,12 +342,12 @@ impl SidecarProcess {
             .trim_end_matches('/')
             .parse()
             .unwrap();
-        SidecarProcess {
+        Ok(SidecarProcess {
             child,
             log,
             url,
             port,
-        }
+        })
     }
 
     /// `kill -9`.
@@ -322,15 +357,38 @@ impl SidecarProcess {
     }
 }
 
+/// The first port of the kernel's ephemeral range (`ip_local_port_range`; 32768 if unreadable).
+fn ephemeral_floor() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
 /// `count` distinct loopback ports, each free for TCP and for UDP (Serf listens on both).
-/// Every socket stays bound until all are picked, so the kernel cannot hand one out twice;
-/// they are released on return. Another process can still take one before the caller binds
-/// it: callers that start an agent retry on a clash ([`RealConsul::start`]).
+///
+/// They are picked at random *below* the kernel's ephemeral range: no outgoing connection (ours
+/// or another process's) can take one, nor can a client retrying a stopped listener connect to
+/// itself on it, while a test restarts a listener on the same port. Every socket stays bound
+/// until all are picked, so no port is given twice; they are released on return. Another test
+/// picking the same port before the caller binds it is still possible: callers that start an
+/// agent retry on a clash ([`RealConsul::start`], [`SidecarProcess::start`]).
 pub fn free_ports(count: usize) -> Vec<u16> {
+    let floor = ephemeral_floor();
+    let below = floor > 11_000;
     let mut held = Vec::new();
     let mut ports = Vec::new();
+    let mut tries = 0;
     while ports.len() < count {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        tries += 1;
+        let wanted = if below && tries < 10_000 {
+            rand::random_range(10_000..floor)
+        } else {
+            0
+        };
+        let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", wanted)) else {
+            continue;
+        };
         let port = tcp.local_addr().unwrap().port();
         if let Ok(udp) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
             ports.push(port);
