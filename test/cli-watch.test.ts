@@ -11,7 +11,7 @@ import { ConsulDevServer } from '../src/testing/index.js';
 import { runCli, within } from './fixtures/cli-http.js';
 import type { CliProcess } from './fixtures/cli-http.js';
 import { delay, waitFor } from './helpers/wait.js';
-import { freeTcpPort } from './helpers/ports.js';
+import { freePorts, freeTcpPort } from './helpers/ports.js';
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -98,7 +98,8 @@ describe('worker-resolver watch (not a terminal)', () => {
 
 describe('worker-resolver watch through outages', () => {
   it('stays up while Consul is down, says so, and shows the workers once Consul comes up', async () => {
-    const port = await freeTcpPort();
+    // Consul comes up on this port later: one no outgoing connection can take meanwhile.
+    const [port] = (await freePorts(1)) as [number];
     const cli = runCli([
       'watch',
       '--service',

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { ConsulDevServer } from '../src/testing/index.js';
 import type { ConsulOptions, ErrorType } from '../src/index.js';
 import { observedResolver } from './helpers/observed-resolver.js';
+import { freePorts } from './helpers/ports.js';
 import type { Observed } from './helpers/observed-resolver.js';
 import { delay, waitFor } from './helpers/wait.js';
 
@@ -159,9 +160,8 @@ describe('fault matrix: Consul process faults', () => {
   after(() => process.off('unhandledRejection', onUnhandled));
 
   it('Consul down at start: retries with backoff, then serves once Consul comes up', async () => {
-    const probe = await ConsulDevServer.start({ dns: false });
-    const port = probe.port;
-    await probe.stop();
+    // Consul comes up on this port later: one no outgoing connection can take meanwhile.
+    const [port] = (await freePorts(1)) as [number];
     const observed = observedResolver({
       service: 'worker',
       consul: { address: `127.0.0.1:${port}`, backoff: { baseMs: 20, capMs: 200 } },
@@ -187,8 +187,9 @@ describe('fault matrix: Consul process faults', () => {
   });
 
   it('Consul dies mid long-poll and restarts with a lower index: last good kept, then index reset', async () => {
-    const first = await ConsulDevServer.start({ dns: false });
-    const port = first.port;
+    // Restarted on this port below: one no outgoing connection can take while it is down.
+    const [port] = (await freePorts(1)) as [number];
+    const first = await ConsulDevServer.start({ dns: false, port });
     for (let n = 1; n <= 5; n += 1) addWorker(first, n);
     for (let i = 0; i < 50; i += 1) first.bumpIndex('worker');
     const observed = observedResolver({

@@ -18,7 +18,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import dgram from 'node:dgram';
 import {
   accessSync,
   constants,
@@ -30,11 +29,11 @@ import {
   openSync,
   closeSync,
 } from 'node:fs';
-import net from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConsulApi } from './consul-api.js';
+import { freePorts } from './ports.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -108,74 +107,6 @@ export interface ConsulAgentOptions {
   readonly hcl?: readonly string[];
   /** How long `start()` and `restart()` wait for a leader. Default 60 s (machines are shared). */
   readonly startTimeoutMs?: number;
-}
-
-/** The first port of the kernel's ephemeral range (`ip_local_port_range`; 32768 if unreadable). */
-function ephemeralFloor(): number {
-  try {
-    const first = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-    return Number.isInteger(first) && first > 0 ? first : 32768;
-  } catch {
-    return 32768;
-  }
-}
-
-/** Binds `port` (0: any) on 127.0.0.1 for `kind`; the bound port, or undefined when it is taken. */
-async function tryBind(
-  kind: 'tcp' | 'udp',
-  port: number,
-): Promise<{ port: number; close(): Promise<void> } | undefined> {
-  if (kind === 'tcp') {
-    const server = net.createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (!ok) return undefined;
-    return {
-      port: (server.address() as net.AddressInfo).port,
-      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-    };
-  }
-  const socket = dgram.createSocket('udp4');
-  const ok = await new Promise<boolean>((resolve) => {
-    socket.once('error', () => resolve(false));
-    socket.bind(port, '127.0.0.1', () => resolve(true));
-  });
-  if (!ok) {
-    socket.close();
-    return undefined;
-  }
-  return { port: socket.address().port, close: () => new Promise<void>((resolve) => socket.close(() => resolve())) };
-}
-
-/**
- * `count` distinct ports free on 127.0.0.1 for TCP and UDP both (DNS and Serf listen on both).
- *
- * They are picked at random *below* the kernel's ephemeral range: no outgoing connection (the
- * test suite opens thousands) can take one while a test restarts an agent on the same ports.
- * Every socket stays bound until all are picked, so no port is given twice. Another process
- * picking the same port before the agent binds it is still possible: `start()` retries on a clash.
- */
-async function freePorts(count: number): Promise<number[]> {
-  const floor = ephemeralFloor();
-  const held: { close(): Promise<void> }[] = [];
-  const ports: number[] = [];
-  try {
-    for (let tries = 1; ports.length < count; tries += 1) {
-      const wanted = floor > 11_000 && tries < 10_000 ? 10_000 + Math.floor(Math.random() * (floor - 10_000)) : 0;
-      const tcp = await tryBind('tcp', wanted);
-      if (tcp === undefined) continue;
-      held.push(tcp);
-      const udp = await tryBind('udp', tcp.port);
-      if (udp === undefined) continue;
-      held.push(udp);
-      ports.push(tcp.port);
-    }
-  } finally {
-    await Promise.all(held.map((h) => h.close()));
-  }
-  return ports;
 }
 
 /** Whether an agent's start-up failure shows it lost a port (taken, or given to two listeners). */
