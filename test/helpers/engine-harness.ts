@@ -1,7 +1,7 @@
 /** An Engine driven by fake sources on a manual clock, with test defaults any test can override. */
 import { Engine } from '../../src/engine.js';
 import type { EngineConfig } from '../../src/engine.js';
-import type { Logger } from '../../src/events.js';
+import type { FailoverEvent, GuardEvent, Logger, PublishEvent, StaleEvent } from '../../src/events.js';
 import { FakeSource } from './fake-source.js';
 import { ManualClock } from './manual-clock.js';
 
@@ -38,3 +38,29 @@ export function startEngine(overrides: Partial<EngineConfig> = {}): EngineHarnes
   engine.start();
   return { engine, clock, consul, dns };
 }
+
+/** An {@link EngineHarness} that also records the engine's publish, failover, stale and guard events. */
+export interface RecordingHarness extends EngineHarness {
+  publishes: PublishEvent[];
+  failovers: FailoverEvent[];
+  stale: StaleEvent[];
+  guards: GuardEvent[];
+}
+
+/** {@link startEngine} with an observer recording its events. */
+export function recordingEngine(overrides: Partial<EngineConfig> = {}): RecordingHarness {
+  const publishes: PublishEvent[] = [];
+  const failovers: FailoverEvent[] = [];
+  const stale: StaleEvent[] = [];
+  const guards: GuardEvent[] = [];
+  const recorder = {
+    onPublish: (e: PublishEvent) => publishes.push(e),
+    onFailover: (e: FailoverEvent) => failovers.push(e),
+    onStaleChange: (e: StaleEvent) => stale.push(e),
+    onGuardChange: (e: GuardEvent) => guards.push(e),
+  };
+  return { ...startEngine({ observers: [recorder], ...overrides }), publishes, failovers, stale, guards };
+}
+
+/** The hosts of the published URLs, in snapshot order. */
+export const hosts = (h: EngineHarness): string[] => h.engine.current.urls.map((u) => u.host);
