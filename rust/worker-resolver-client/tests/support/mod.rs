@@ -271,19 +271,12 @@ impl SidecarProcess {
                 .await
                 .unwrap_or_else(|log| panic!("the sidecar did not start on port {port}:\n{log}"));
         }
-        for attempt in 1..=3 {
-            let picked = free_ports(1)[0];
-            match Self::try_start(consul, service, picked, extra).await {
-                Ok(sidecar) => return sidecar,
-                Err(log) if attempt < 3 && log.contains("ERR_LISTEN") => {
-                    eprintln!(
-                        "sidecar port {picked} was taken (attempt {attempt}); picking another"
-                    );
-                }
-                Err(log) => panic!("the sidecar did not start on port {picked}:\n{log}"),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
+        on_fresh_ports(
+            "the sidecar",
+            |log| log.contains("ERR_LISTEN"),
+            || Self::try_start(consul, service, free_ports(1)[0], extra),
+        )
+        .await
     }
 
     /// One start on `port`: Ok once it listens, Err(its log) when it exits first.
@@ -321,10 +314,8 @@ impl SidecarProcess {
             if let Some(line) = log.find("\"msg\":\"sidecar listening\"") {
                 break line;
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Give the log reader a moment to take the last lines.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return Err(format!("(exited: {status})\n{}", log.text()));
+            if let Some(report) = exit_report(&mut child, &log).await {
+                return Err(report);
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -431,19 +422,7 @@ impl RealConsul {
     /// process before the agent binds them; an agent that exits during start-up with a port
     /// clash is started again on fresh ports, at most three times in all.
     pub async fn start() -> RealConsul {
-        const ATTEMPTS: usize = 3;
-        for attempt in 1..=ATTEMPTS {
-            match Self::try_start().await {
-                Ok(consul) => return consul,
-                Err(log) if attempt < ATTEMPTS && is_port_clash(&log) => {
-                    eprintln!(
-                        "consul start-up hit a port clash (attempt {attempt}), retrying on fresh ports"
-                    );
-                }
-                Err(log) => panic!("consul never got a leader:\n{log}"),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
+        on_fresh_ports("consul", is_port_clash, Self::try_start).await
     }
 
     /// One start: Ok once it has a leader, Err(its log) when it exits first or after 60 s.
@@ -489,10 +468,8 @@ impl RealConsul {
                     http_addr,
                 });
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                // Give the log readers a moment to take the last lines.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return Err(format!("(exited: {status})\n{}", log.text()));
+            if let Some(report) = exit_report(&mut child, &log).await {
+                return Err(report);
             }
             if tokio::time::Instant::now() >= deadline {
                 let _ = child.start_kill();
@@ -508,6 +485,38 @@ impl RealConsul {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+}
+
+/// Runs `start` (one start-up on freshly picked ports; `Err` carries the process's log) until it
+/// succeeds, at most three times: a start-up whose log shows a port clash (`clash`) is tried
+/// again on new ports, any other failure panics with the log.
+async fn on_fresh_ports<T, F>(
+    what: &str,
+    clash: impl Fn(&str) -> bool,
+    mut start: impl FnMut() -> F,
+) -> T
+where
+    F: Future<Output = Result<T, String>>,
+{
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        match start().await {
+            Ok(started) => return started,
+            Err(log) if attempt < ATTEMPTS && clash(&log) => {
+                eprintln!("{what}: a picked port was taken (attempt {attempt}); trying new ports");
+            }
+            Err(log) => panic!("{what} did not start:\n{log}"),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// If `child` has exited: that, and its log so far (after a moment for the log readers to take
+/// its last lines).
+async fn exit_report(child: &mut Child, log: &Lines) -> Option<String> {
+    let status = child.try_wait().ok()??;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Some(format!("(exited: {status})\n{}", log.text()))
 }
 
 /// Whether an agent's start-up log shows it lost a port: taken by another process, or the
