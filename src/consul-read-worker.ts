@@ -51,8 +51,13 @@ let outbox = Promise.resolve();
 /** Resolvers of the batch the main thread has not taken yet, by request id. */
 const taken = new Map<number, () => void>();
 
+/** Appends a step to the reply chain; a step that fails ends the thread ({@link die}). */
+function enqueue(step: () => void | Promise<void>): void {
+  outbox = outbox.then(step).catch(die);
+}
+
 function send(reply: ReaderReply): void {
-  outbox = outbox.then(() => port?.postMessage(reply)).catch(die);
+  enqueue(() => port?.postMessage(reply));
 }
 
 /**
@@ -69,15 +74,13 @@ function die(err: unknown): void {
 
 /** Sends `fresh` ahead of its answer and holds the replies behind it until the main thread took it. */
 function sendFresh(id: number, fresh: readonly WorkerCandidate[]): void {
-  outbox = outbox
-    .then(
-      () =>
-        new Promise<void>((resolve) => {
-          taken.set(id, resolve);
-          port?.postMessage({ type: 'fresh', id, fresh } satisfies ReaderReply);
-        }),
-    )
-    .catch(die);
+  enqueue(
+    () =>
+      new Promise<void>((resolve) => {
+        taken.set(id, resolve);
+        port?.postMessage({ type: 'fresh', id, fresh } satisfies ReaderReply);
+      }),
+  );
 }
 
 async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, { type: 'health' }>): Promise<void> {

@@ -13,7 +13,7 @@ import type { RefreshOutcome } from './semconv.js';
 import type { WorkerSnapshot } from './snapshot.js';
 import type { SourceKind } from './source.js';
 
-export const SOURCES: readonly SourceKind[] = ['consul', 'dns', 'static'];
+const SOURCES: readonly SourceKind[] = ['consul', 'dns', 'static'];
 /**
  * The error types each source can really report, derived from the error codes (`ERR_CONSUL_*`
  * and `ERR_DNS_*`): only these series are initialised to 0, so a dashboard is not padded with

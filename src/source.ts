@@ -7,6 +7,7 @@
  * decides what an outcome means (publish, keep last-known-good, fail over).
  */
 import type { WorkerResolverError } from './errors.js';
+import type { DnsQuestionType } from './dns-message.js';
 
 /** Where a snapshot's workers came from. */
 export type SourceKind = 'consul' | 'dns' | 'static';
@@ -58,7 +59,7 @@ export interface RequestInfo {
  */
 export interface DnsQueryInfo {
   readonly name: string;
-  readonly type: 'SRV' | 'A' | 'AAAA';
+  readonly type: DnsQuestionType;
   readonly serverAddress: string;
   readonly serverPort: number;
   readonly transport: 'udp' | 'tcp';

@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import { urlHost } from './consul-health.js';
+import { trimDot } from './dns-message.js';
 import type { AddressRecord, DnsRecord, DnsResponse, SrvRecord } from './dns-message.js';
 import { ErrorCode, isWorkerResolverError } from './errors.js';
 import type { WorkerCandidate } from './source.js';
@@ -83,7 +84,7 @@ export function toWorkers(
 
 /** The records owned by `name` or by the names its CNAME chain leads to. */
 export function follow(records: readonly DnsRecord[], name: string): DnsRecord[] {
-  const names = new Set([name.toLowerCase().replace(/\.$/, '')]);
+  const names = new Set([trimDot(name).toLowerCase()]);
   for (let grew = true; grew;) {
     grew = false;
     for (const r of records) {

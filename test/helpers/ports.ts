@@ -4,24 +4,21 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (connections to it are refused). */
-export async function freeTcpPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+export function freeTcpPort(): Promise<number> {
+  return closedPort('tcp');
 }
 
 /** A UDP port on 127.0.0.1 nobody listens on (the kernel answers ICMP port unreachable). */
-export async function freeUdpPort(): Promise<number> {
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-  const { port } = socket.address();
-  await new Promise<void>((resolve) => socket.close(() => resolve()));
-  return port;
+export function freeUdpPort(): Promise<number> {
+  return closedPort('udp');
+}
+
+/** A port the kernel gave for `kind`, released again. */
+async function closedPort(kind: 'tcp' | 'udp'): Promise<number> {
+  const bound = await tryBind(kind, 0);
+  if (bound === undefined) throw new Error(`no free ${kind} port on 127.0.0.1`);
+  await bound.close();
+  return bound.port;
 }
 
 /** The first port of the kernel's ephemeral range (`ip_local_port_range`; 32768 if unreadable). */
