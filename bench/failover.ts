@@ -18,7 +18,7 @@ import { systemClock } from '../src/clock.js';
 import { createWorkerResolver } from '../src/index.js';
 import type { DiscoveringWorkerResolver, SourceKind } from '../src/index.js';
 import { resolveDns } from '../src/options.js';
-import { resolveSrvWorkers } from '../src/source-dns-srv.js';
+import { resolveSrvWorkers } from '../src/dns/source.js';
 import { ConsulDevServer, ConsulDnsServer } from '../src/testing/index.js';
 import { HEALTH_QUERY, SERVICE, registerWorkers, startCluster } from './cluster.js';
 import type { BenchContext, BenchSection, SectionOutput } from './section.js';

@@ -15,10 +15,10 @@
  */
 import { Agent } from 'node:http';
 import v8 from 'node:v8';
-import { IncrementalHealthParser } from '../src/consul-health-incremental.js';
-import { THREAD_THRESHOLD_BYTES } from '../src/source-consul.js';
-import { parseHealthBody } from '../src/consul-health.js';
-import type { ConsulWorkerPolicy, ParsedHealth } from '../src/consul-health.js';
+import { IncrementalHealthParser } from '../src/consul/health-incremental.js';
+import { THREAD_THRESHOLD_BYTES } from '../src/consul/source.js';
+import { parseHealthBody } from '../src/consul/health.js';
+import type { ConsulWorkerPolicy, ParsedHealth } from '../src/consul/health.js';
 import { diffWorkers } from '../src/worker-diff.js';
 import { buildWorkerSet } from '../src/worker-set.js';
 import type { Source, SourceSink } from '../src/source.js';

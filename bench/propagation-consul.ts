@@ -307,7 +307,7 @@ async function run(ctx: BenchContext): Promise<SectionOutput> {
       "(the agent's sync, query, encoding and loopback transfer). worker-resolver: minPublishIntervalMs 0, rate limit " +
       "10,000/s, otherwise defaults (readInThread 'auto': answers of 1 MiB and more — 1,000 instances and up — are " +
       'read in its worker thread). It can beat the floor: it parses only the entries whose bytes changed since its previous answer ' +
-      '(src/consul-health-incremental.ts), where the floor parses the whole body.',
+      '(src/consul/health-incremental.ts), where the floor parses the whole body.',
     ...results.map(
       (r) =>
         `${fmtInt(r.workers)} instances: answer ${fmtBytes(r.bodyBytes)}; registration + catalog sync ` +

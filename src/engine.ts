@@ -24,7 +24,7 @@ import type { GuardConfig } from './guard.js';
 import { Publisher } from './publisher.js';
 import type { Offer } from './publisher.js';
 import type { WorkerSnapshot } from './snapshot.js';
-import { finishInTurns } from './turns.js';
+import { finishInTurns } from './event-loop-turns.js';
 import type { BuiltWorkerSet, WorkerCache } from './worker-cache.js';
 import { buildWorkerSet, startBuild } from './worker-set.js';
 import type { Source, SourceAnswer, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';

@@ -10,22 +10,22 @@ import type { TracerProvider } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
-import { blockingTimeoutMs } from './source-consul.js';
-import type { ConsulSourceConfig } from './source-consul.js';
+import { blockingTimeoutMs } from './consul/source.js';
+import type { ConsulSourceConfig } from './consul/source.js';
 import { durationOption, fail, nonEmptyString, numberOption } from './option-checks.js';
-import type { ConsulOptions } from './options-consul.js';
-import type { DnsOptions } from './options-dns.js';
-import type { DnsSrvSourceConfig } from './source-dns-srv.js';
+import type { ConsulOptions } from './consul/options.js';
+import type { DnsOptions } from './dns/options.js';
+import type { DnsSrvSourceConfig } from './dns/source.js';
 import type { Logger, ResolverObserver } from './events.js';
 import type { GuardConfig } from './guard.js';
 import type { WorkerCandidate } from './source.js';
-import { urlHost } from './consul-health.js';
+import { urlHost } from './consul/health.js';
 
 export { durationOption, numberOption } from './option-checks.js';
-export { parseConsulAddress, resolveConsul } from './options-consul.js';
-export type { ConsulOptions } from './options-consul.js';
-export { resolveDns } from './options-dns.js';
-export type { DnsOptions } from './options-dns.js';
+export { parseConsulAddress, resolveConsul } from './consul/options.js';
+export type { ConsulOptions } from './consul/options.js';
+export { resolveDns } from './dns/options.js';
+export type { DnsOptions } from './dns/options.js';
 
 /** Options of `createWorkerResolver`. At least one of `consul`, `dns`, `static` is required. */
 export interface WorkerResolverOptions {

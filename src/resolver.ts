@@ -22,14 +22,14 @@ import { MAX_TIMER_MS } from './option-checks.js';
 import { makeSnapshot } from './snapshot.js';
 import { buildWorkerSet } from './worker-set.js';
 import type { WorkerSnapshot } from './snapshot.js';
-import { ConsulSource } from './source-consul.js';
-import { Planner } from './instrumented-planner.js';
+import { ConsulSource } from './consul/source.js';
+import { Planner } from './planner-instrumented.js';
 import { createResolverMetrics } from './metrics.js';
 import type { ResolverMetrics } from './metrics.js';
 import { createResolverTracing } from './tracing.js';
 import type { ResolverTracing } from './tracing.js';
 import type { ResolverObserver } from './events.js';
-import { DnsSrvSource } from './source-dns-srv.js';
+import { DnsSrvSource } from './dns/source.js';
 
 /** DataFusion's `WorkerResolver` trait, in TypeScript. */
 export interface WorkerResolver {

@@ -7,7 +7,7 @@
  * decides what an outcome means (publish, keep last-known-good, fail over).
  */
 import type { WorkerResolverError } from './errors.js';
-import type { DnsQuestionType } from './dns-message.js';
+import type { DnsQuestionType } from './dns/message.js';
 
 /** Where a snapshot's workers came from. */
 export type SourceKind = 'consul' | 'dns' | 'static';

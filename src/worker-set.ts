@@ -7,7 +7,7 @@
 import { ImmutableUrl } from './immutable-url.js';
 import type { Worker } from './snapshot.js';
 import type { CandidateEdit, WorkerCandidate } from './source.js';
-import { finishNow } from './turns.js';
+import { finishNow } from './event-loop-turns.js';
 import { WorkerCache, freezeWorker, nextStamp, publish } from './worker-cache.js';
 import type { BuiltWorkerSet, CacheEntry } from './worker-cache.js';
 import { sameAsCandidate } from './worker-diff.js';
@@ -21,7 +21,7 @@ import { buildIncremental } from './worker-set-incremental.js';
  * source), unchanged candidates reuse their frozen worker.
  *
  * Incremental path: a source that hands back the very candidate objects of its previous
- * answer for unchanged entries (the Consul source does, see `consul-health-incremental.ts`)
+ * answer for unchanged entries (the Consul source does, see `consul/health-incremental.ts`)
  * gets a build that costs one map lookup per candidate plus the work for the changed ones:
  * the removed workers are dropped from the previous sorted list and the new ones inserted
  * by binary search on the hrefs, the new sorted lists made of slices of the previous ones.
@@ -41,7 +41,7 @@ export function buildWorkerSet(
 
 /**
  * A build that may need more than one event-loop turn ({@link startBuild}): either done, or
- * the steps of a full build, for `finishInTurns` (`turns.ts`). Until the steps return, the
+ * the steps of a full build, for `finishInTurns` (`event-loop-turns.ts`). Until the steps return, the
  * build changes nothing: its cache may still be given to {@link buildWorkerSet}.
  */
 export type WorkerSetBuild =

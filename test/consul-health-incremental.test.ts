@@ -7,9 +7,9 @@
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { IncrementalHealthParser } from '../src/consul-health-incremental.js';
-import { parseHealthBody } from '../src/consul-health.js';
-import type { ConsulWorkerPolicy } from '../src/consul-health.js';
+import { IncrementalHealthParser } from '../src/consul/health-incremental.js';
+import { parseHealthBody } from '../src/consul/health.js';
+import type { ConsulWorkerPolicy } from '../src/consul/health.js';
 import { isWorkerResolverError } from '../src/errors.js';
 import type { Worker } from '../src/snapshot.js';
 import type { BuiltWorkerSet } from '../src/worker-cache.js';

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseHealthBody, urlHost } from '../src/consul-health.js';
-import type { ConsulWorkerPolicy } from '../src/consul-health.js';
+import { parseHealthBody, urlHost } from '../src/consul/health.js';
+import type { ConsulWorkerPolicy } from '../src/consul/health.js';
 import { ErrorCode, isWorkerResolverError } from '../src/errors.js';
 
 const policy: ConsulWorkerPolicy = {

@@ -1,5 +1,5 @@
 /**
- * The private surface of the `consul` npm package that `src/consul-client.ts` relies on, pinned
+ * The private surface of the `consul` npm package that `src/consul/client.ts` relies on, pinned
  * and checked: `consul._get` (its papi request primitive, not in its typings), the `ctx`
  * 'cancel' event that aborts a request, the `agent` option, and `http.Agent#addRequest` (the
  * hook our body-size and truncation guard wraps). The package is pinned to an exact version in
@@ -14,8 +14,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import Consul from 'consul';
-import { ConsulHealthClient } from '../src/consul-client.js';
-import type { HealthQuery } from '../src/consul-client.js';
+import { ConsulHealthClient } from '../src/consul/client.js';
+import type { HealthQuery } from '../src/consul/client.js';
 import { ErrorCode, isWorkerResolverError } from '../src/errors.js';
 
 const require = createRequire(import.meta.url);
@@ -73,7 +73,7 @@ describe('the consul package: the private API we use', () => {
 
   it('a Consul instance has the papi methods _get and destroy', () => {
     const consul = new (Consul as unknown as new (o: object) => Record<string, unknown>)({ baseUrl: `${base}/v1` });
-    assert.equal(typeof consul['_get'], 'function', 'consul._get is gone: src/consul-client.ts must change');
+    assert.equal(typeof consul['_get'], 'function', 'consul._get is gone: src/consul/client.ts must change');
     assert.equal(typeof consul['destroy'], 'function');
     assert.equal(
       typeof (http.Agent.prototype as unknown as Record<string, unknown>)['addRequest'],

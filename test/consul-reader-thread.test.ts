@@ -10,20 +10,20 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { systemClock } from '../src/clock.js';
-import { ConsulHealthClient } from '../src/consul-client.js';
-import type { HealthQuery } from '../src/consul-client.js';
-import type { ConsulWorkerPolicy } from '../src/consul-health.js';
-import { ConsulReadThread } from '../src/consul-read-thread.js';
-import { AutoConsulReader } from '../src/consul-reader-auto.js';
-import { InThreadConsulReader } from '../src/consul-reader.js';
-import type { ReaderAnswer } from '../src/consul-reader.js';
+import { ConsulHealthClient } from '../src/consul/client.js';
+import type { HealthQuery } from '../src/consul/client.js';
+import type { ConsulWorkerPolicy } from '../src/consul/health.js';
+import { ConsulReaderThread } from '../src/consul/reader-thread.js';
+import { AutoConsulReader } from '../src/consul/reader-auto.js';
+import { InThreadConsulReader } from '../src/consul/reader.js';
+import type { ReaderAnswer } from '../src/consul/reader.js';
 import { Engine } from '../src/engine.js';
 import type { ResolverObserver } from '../src/events.js';
 import { buildWorkerSet } from '../src/worker-set.js';
 import type { BuiltWorkerSet } from '../src/worker-cache.js';
 import { WorkerResolverError } from '../src/errors.js';
-import { resolveConsul } from '../src/options-consul.js';
-import { ConsulSource } from '../src/source-consul.js';
+import { resolveConsul } from '../src/consul/options.js';
+import { ConsulSource } from '../src/consul/source.js';
 import type { SourceOutcome } from '../src/source.js';
 import { ConsulDevServer } from '../src/testing/index.js';
 import { waitFor } from './helpers/wait.js';
@@ -120,7 +120,7 @@ describe('Consul reader thread', () => {
   it('answers exactly like the in-thread reader on random answer sequences', async () => {
     const server = await bodyServer();
     const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
-    const thread = new ConsulReadThread(config, policy);
+    const thread = new ConsulReaderThread(config, policy);
     const local = new InThreadConsulReader(new ConsulHealthClient(config), policy);
     cleanup.push(
       () => server.close(),
@@ -261,7 +261,7 @@ describe('Consul reader thread', () => {
   it('a request aborted while a large answer streams over leaves both sides in step', async () => {
     const server = await bodyServer();
     const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
-    const thread = new ConsulReadThread(config, policy);
+    const thread = new ConsulReaderThread(config, policy);
     const local = new InThreadConsulReader(new ConsulHealthClient(config), policy);
     cleanup.push(
       () => server.close(),
@@ -303,7 +303,7 @@ describe('Consul reader thread', () => {
   it("sends an answer's fresh candidates one message at a time, each after this side took the last", async () => {
     const server = await bodyServer();
     const config = { address: server.url, token: undefined, tls: undefined, maxResponseBytes: 1 << 24 };
-    const thread = new ConsulReadThread(config, policy);
+    const thread = new ConsulReaderThread(config, policy);
     cleanup.push(
       () => server.close(),
       () => thread.close(),
@@ -375,7 +375,7 @@ describe('Consul reader thread', () => {
       try {
         await waitFor(() => engine.current.workers.length === 1 && dev.openLongPolls() === 1, 'a held long poll');
         const kept = engine.current;
-        (source as unknown as { reader: ConsulReadThread }).reader.crashForTests(how);
+        (source as unknown as { reader: ConsulReaderThread }).reader.crashForTests(how);
         await waitFor(() => outcomes.some((o) => !o.ok), 'the crash reported');
         const failure = outcomes.find((o) => !o.ok);
         assert.ok(failure !== undefined && !failure.ok);

@@ -15,11 +15,11 @@ import { userInfo } from 'node:os';
 import path from 'node:path';
 import { systemClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
-import { query } from '../src/dns-client.js';
-import type { DnsServer } from '../src/dns-message.js';
+import { query } from '../src/dns/client.js';
+import type { DnsServer } from '../src/dns/message.js';
 import type { SourceAnswer, SourceOutcome } from '../src/source.js';
-import { DnsSrvSource, resolveSrvWorkers } from '../src/source-dns-srv.js';
-import type { DnsSrvSourceConfig } from '../src/source-dns-srv.js';
+import { DnsSrvSource, resolveSrvWorkers } from '../src/dns/source.js';
+import type { DnsSrvSourceConfig } from '../src/dns/source.js';
 import { freeUdpPort as freePort } from './helpers/ports.js';
 
 const RECORDS = [

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { Backoff } from '../src/backoff.js';
 import { TokenBucket } from '../src/token-bucket.js';
 import { formatDuration, parseDuration } from '../src/duration.js';
-import { blockingTimeoutMs, nextIndex } from '../src/source-consul.js';
-import { parseRetryAfter } from '../src/consul-client.js';
+import { blockingTimeoutMs, nextIndex } from '../src/consul/source.js';
+import { parseRetryAfter } from '../src/consul/client.js';
 import { sleep } from '../src/clock.js';
 import { ManualClock } from './helpers/manual-clock.js';
 

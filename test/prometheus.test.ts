@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import type { Logger } from '../src/events.js';
-import { Planner } from '../src/instrumented-planner.js';
+import { Planner } from '../src/planner-instrumented.js';
 import { createResolverMetrics } from '../src/metrics.js';
 import type { ResolverMetrics } from '../src/metrics.js';
 import { createWorkerResolver } from '../src/resolver.js';

@@ -11,11 +11,11 @@ import { once } from 'node:events';
 import { isIP, isIPv6 } from 'node:net';
 import fc from 'fast-check';
 import * as dnsPacket from 'dns-packet';
-import { parseHealthBody } from '../src/consul-health.js';
-import type { ConsulWorkerPolicy } from '../src/consul-health.js';
+import { parseHealthBody } from '../src/consul/health.js';
+import type { ConsulWorkerPolicy } from '../src/consul/health.js';
 import { isWorkerResolverError } from '../src/errors.js';
 import { buildWorkerSet } from '../src/worker-set.js';
-import { resolveSrvWorkers } from '../src/source-dns-srv.js';
+import { resolveSrvWorkers } from '../src/dns/source.js';
 import { systemClock } from '../src/clock.js';
 import type { WorkerCandidate } from '../src/source.js';
 

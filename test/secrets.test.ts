@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import type { Logger, ResolverObserver } from '../src/events.js';
-import { Planner } from '../src/instrumented-planner.js';
+import { Planner } from '../src/planner-instrumented.js';
 import { createResolverMetrics } from '../src/metrics.js';
 import { createWorkerResolver } from '../src/resolver.js';
 import type { DiscoveringWorkerResolver } from '../src/resolver.js';

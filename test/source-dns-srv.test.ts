@@ -7,11 +7,11 @@ import { fileURLToPath } from 'node:url';
 import * as dnsPacket from 'dns-packet';
 import { systemClock } from '../src/clock.js';
 import type { Clock } from '../src/clock.js';
-import type { DnsServer } from '../src/dns-message.js';
+import type { DnsServer } from '../src/dns/message.js';
 import { ErrorCode } from '../src/errors.js';
 import type { SourceAnswer, SourceFailure, SourceOutcome } from '../src/source.js';
-import { DnsSrvSource, resolveSrvWorkers } from '../src/source-dns-srv.js';
-import type { DnsSrvSourceConfig } from '../src/source-dns-srv.js';
+import { DnsSrvSource, resolveSrvWorkers } from '../src/dns/source.js';
+import type { DnsSrvSourceConfig } from '../src/dns/source.js';
 import { ConsulDnsServer } from '../src/testing/consul-dns.js';
 import type { DnsServiceInstance } from '../src/testing/consul-dns.js';
 
@@ -304,7 +304,7 @@ describe('DnsSrvSource', () => {
   test('stop() with a query in flight leaves the process able to exit', async () => {
     const url = (path: string): string => JSON.stringify(new URL(path, import.meta.url).href);
     const script = `
-      import { DnsSrvSource } from ${url('../src/source-dns-srv.ts')};
+      import { DnsSrvSource } from ${url('../src/dns/source.ts')};
       import { ConsulDnsServer } from ${url('../src/testing/consul-dns.ts')};
       import { systemClock } from ${url('../src/clock.ts')};
       const dns = await ConsulDnsServer.start({ lookup: () => [] });

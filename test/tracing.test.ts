@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import type { EngineConfig } from '../src/engine.js';
 import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../src/errors.js';
 import type { RefreshEvent } from '../src/events.js';
-import { Planner } from '../src/instrumented-planner.js';
+import { Planner } from '../src/planner-instrumented.js';
 import { createResolverMetrics } from '../src/metrics.js';
 import { planStage, routeTasks } from '../src/planner.js';
 import { createResolverTracing } from '../src/tracing.js';

@@ -9,9 +9,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { applyRuns } from '../src/consul-read-thread.js';
+import { applyRuns } from '../src/consul/reader-thread.js';
 import type { CandidateEdit, WorkerCandidate } from '../src/source.js';
-import { finishNow } from '../src/turns.js';
+import { finishNow } from '../src/event-loop-turns.js';
 import type { BuiltWorkerSet } from '../src/worker-cache.js';
 import { diffWorkers } from '../src/worker-diff.js';
 import { buildWorkerSet, startBuild } from '../src/worker-set.js';

@@ -21,15 +21,15 @@
  */
 import { getServers } from 'node:dns';
 import { systemClock } from '../clock.js';
-import { ConsulHealthClient } from '../consul-client.js';
-import { MAINTENANCE_CHECK, parseHealthBody } from '../consul-health.js';
-import { parseDnsServer, query } from '../dns-client.js';
-import type { DnsServer } from '../dns-message.js';
+import { ConsulHealthClient } from '../consul/client.js';
+import { MAINTENANCE_CHECK, parseHealthBody } from '../consul/health.js';
+import { parseDnsServer, query } from '../dns/client.js';
+import type { DnsServer } from '../dns/message.js';
 import { isWorkerResolverError } from '../errors.js';
 import { resolveCommon, resolveConsul, resolveDns } from '../options.js';
-import type { ConsulSourceConfig } from '../source-consul.js';
-import { resolveSrvWorkers } from '../source-dns-srv.js';
-import type { DnsSrvSourceConfig } from '../source-dns-srv.js';
+import type { ConsulSourceConfig } from '../consul/source.js';
+import { resolveSrvWorkers } from '../dns/source.js';
+import type { DnsSrvSourceConfig } from '../dns/source.js';
 import { parseCli } from './config.js';
 import { helpText } from './flags.js';
 

@@ -18,7 +18,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Planner } from '../instrumented-planner.js';
+import type { Planner } from '../planner-instrumented.js';
 import type { StagePlan } from '../planner.js';
 import type { WorkerSnapshot } from '../snapshot.js';
 import {

@@ -7,8 +7,8 @@
  * counted, never thrown. Nothing here does I/O.
  */
 import { isIP } from 'node:net';
-import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { WorkerCandidate, WorkerStatus } from './source.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
+import type { WorkerCandidate, WorkerStatus } from '../source.js';
 
 /** How a Consul health entry becomes a worker. */
 export interface ConsulWorkerPolicy {

@@ -1,11 +1,11 @@
 /**
  * DNS messages as the client sees them: servers, questions, decoded records and responses,
  * and decoding one received message into a response (matching it to the question asked).
- * Packet encoding and decoding is dns-packet's; the transport is `dns-client.ts`.
+ * Packet encoding and decoding is dns-packet's; the transport is `dns/client.ts`.
  */
 import * as dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer } from 'dns-packet';
-import { ErrorCode, WorkerResolverError } from './errors.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
 
 /** A DNS server address (an IP literal: resolving the resolver's own name would need DNS). */
 export interface DnsServer {

@@ -13,7 +13,7 @@
  *     body is not parsed. Any other body is read incrementally ({@link IncrementalHealthParser}):
  *     only the entries whose bytes changed since the last answer are parsed, in event-loop
  *     turns of at most 5 ms (a first answer of 10,000 entries is many turns), or all of it in a
- *     worker thread (`readInThread`, see `consul-reader.ts`).
+ *     worker thread (`readInThread`, see `consul/reader.ts`).
  *  5. The client timeout exceeds `wait + wait/16` (Consul adds up to wait/16 of jitter) plus
  *     a margin, so a healthy long poll is never cut by our own timer.
  *  6. A token bucket paces the loop, so an index that moves on every request (consul#4810)
@@ -37,19 +37,19 @@
  * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
  * adds load. The loop never throws: each request ends in exactly one outcome for the sink.
  */
-import { Backoff } from './backoff.js';
-import type { Clock } from './clock.js';
-import { sleep } from './clock.js';
-import { ConsulHealthClient } from './consul-client.js';
-import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
-import type { ConsulWorkerPolicy } from './consul-health.js';
-import { ConsulReadThread } from './consul-read-thread.js';
-import { AutoConsulReader } from './consul-reader-auto.js';
-import { InThreadConsulReader } from './consul-reader.js';
-import type { ConsulReader } from './consul-reader.js';
-import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { RequestInfo, Source, SourceSink, WorkerCandidate } from './source.js';
-import { TokenBucket } from './token-bucket.js';
+import { Backoff } from '../backoff.js';
+import type { Clock } from '../clock.js';
+import { sleep } from '../clock.js';
+import { ConsulHealthClient } from './client.js';
+import type { ConsulClientConfig, HealthQuery } from './client.js';
+import type { ConsulWorkerPolicy } from './health.js';
+import { ConsulReaderThread } from './reader-thread.js';
+import { AutoConsulReader } from './reader-auto.js';
+import { InThreadConsulReader } from './reader.js';
+import type { ConsulReader } from './reader.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
+import type { RequestInfo, Source, SourceSink, WorkerCandidate } from '../source.js';
+import { TokenBucket } from '../token-bucket.js';
 
 /**
  * With `readInThread: 'auto'`, an answer at least this large moves the loop's reading to a
@@ -77,7 +77,7 @@ export interface ConsulSourceConfig {
   readonly clock: Clock;
   readonly random?: () => number;
   /**
-   * Make the requests and read their bodies in a `worker_threads` worker (`consul-reader.ts`):
+   * Make the requests and read their bodies in a `worker_threads` worker (`consul/reader.ts`):
    * the main thread then only receives what changed, and the ~20 MiB of buffers a 10 MiB answer
    * allocates — and the garbage collections they trigger — stay in the worker's isolate.
    * `'auto'` (default): from the first answer of at least {@link THREAD_THRESHOLD_BYTES} on.
@@ -147,7 +147,7 @@ export class ConsulSource implements Source {
       mode === 'auto'
         ? new AutoConsulReader(client, policy, THREAD_THRESHOLD_BYTES)
         : mode
-          ? new ConsulReadThread(client, policy)
+          ? new ConsulReaderThread(client, policy)
           : new InThreadConsulReader(new ConsulHealthClient(client), policy);
     this.loop = this.run(this.reader, sink, abort.signal);
   }

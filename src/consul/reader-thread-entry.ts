@@ -1,8 +1,8 @@
 /**
- * The body of the Consul reader thread (see `consul-read-thread.ts`): it makes the health
+ * The body of the Consul reader thread (see `consul/reader-thread.ts`): it makes the health
  * requests, receives their bodies, compares them with the last one and reads what changed,
  * and posts back only what the main thread needs: the answer as runs over the previous
- * answer read (see `runs` in `consul-read-thread.ts`) and the candidates it does not have.
+ * answer read (see `runs` in `consul/reader-thread.ts`) and the candidates it does not have.
  *
  * Why a thread: receiving a 10 MiB body allocates ~20 MiB outside the V8 heap (the HTTP
  * chunks, then their concatenation). On the main thread that external-memory pressure makes
@@ -17,12 +17,12 @@
  * proportional to what changed (issue #13).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { ConsulHealthClient, answerHead, leaveUnread } from './consul-client.js';
-import type { HealthQuery } from './consul-client.js';
-import { IncrementalHealthParser } from './consul-health-incremental.js';
-import type { ReaderData, ReaderReply, ReaderRequest } from './consul-read-thread.js';
-import { isWorkerResolverError } from './errors.js';
-import type { WorkerCandidate } from './source.js';
+import { ConsulHealthClient, answerHead, leaveUnread } from './client.js';
+import type { HealthQuery } from './client.js';
+import { IncrementalHealthParser } from './health-incremental.js';
+import type { ReaderData, ReaderReply, ReaderRequest } from './reader-thread.js';
+import { isWorkerResolverError } from '../errors.js';
+import type { WorkerCandidate } from '../source.js';
 
 /**
  * Candidates sent per message: bounds the main thread's deserialising turn (a first answer of
@@ -34,7 +34,7 @@ const FRESH_PER_MESSAGE = 1_000;
 
 const port = parentPort;
 const data = workerData as ReaderData;
-if (port === null) throw new Error('consul-read-worker: must run as a worker thread');
+if (port === null) throw new Error('consul reader thread: must run as a worker thread');
 
 const client = new ConsulHealthClient({
   address: new URL(data.address),
@@ -161,7 +161,7 @@ port.on('message', (m: ReaderRequest) => {
     parser.reset();
     lastPosition = new Map();
   } else if (m.type === 'crash') {
-    if (m.how === 'throw') throw new Error('consul-read-worker: crash requested (tests)');
+    if (m.how === 'throw') throw new Error('consul reader thread: crash requested (tests)');
     // A reply postMessage cannot clone, as a bug in building one would make.
     send({ type: 'error', id: 0, code: 'ERR_CONSUL_READER', message: 'unsendable', status: die as unknown as number });
   }

@@ -1,15 +1,15 @@
 /**
  * The default Consul reader (`consul.readInThread: 'auto'`): {@link InThreadConsulReader}
- * until an answer of 1 MiB, then `ConsulReadThread`, handed the last body so it goes on from
+ * until an answer of 1 MiB, then `ConsulReaderThread`, handed the last body so it goes on from
  * there. Its own file so the two readers do not import each other.
  */
-import { ConsulHealthClient } from './consul-client.js';
-import type { ConsulClientConfig, HealthQuery } from './consul-client.js';
-import type { ConsulWorkerPolicy } from './consul-health.js';
-import { ConsulReadThread } from './consul-read-thread.js';
-import { InThreadConsulReader } from './consul-reader.js';
-import type { ConsulReader, ReadRequest, ReaderAnswer } from './consul-reader.js';
-import { ErrorCode, WorkerResolverError } from './errors.js';
+import { ConsulHealthClient } from './client.js';
+import type { ConsulClientConfig, HealthQuery } from './client.js';
+import type { ConsulWorkerPolicy } from './health.js';
+import { ConsulReaderThread } from './reader-thread.js';
+import { InThreadConsulReader } from './reader.js';
+import type { ConsulReader, ReadRequest, ReaderAnswer } from './reader.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
 
 /**
  * `readInThread: 'auto'` (the default): the in-thread reader until an answer of at least
@@ -25,7 +25,7 @@ export class AutoConsulReader implements ConsulReader {
   /** The in-thread reader; undefined while the thread reads. */
   private local: InThreadConsulReader | undefined;
   /** The thread; undefined until an answer reached the threshold, and after it failed to start. */
-  private thread: ConsulReadThread | undefined;
+  private thread: ConsulReaderThread | undefined;
   /** Set when the thread failed before its first answer: never try it again in this loop. */
   private threadUnusable = false;
 
@@ -59,7 +59,7 @@ export class AutoConsulReader implements ConsulReader {
       // No request is in flight (the loop is sequential): hand over, with the last body and
       // its candidates, so the thread's first answer is an edit of them like any other (not
       // a full read, and not a full build on this thread).
-      this.thread = new ConsulReadThread(this.config, this.policy);
+      this.thread = new ConsulReaderThread(this.config, this.policy);
       if (local.lastRead !== undefined) this.thread.prime(local.lastRead.body, local.lastRead.workers);
       this.local = undefined;
       await local.close();

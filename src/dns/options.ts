@@ -1,8 +1,8 @@
 /** DNS SRV source options (DESIGN §4.2): types, defaults and validation. */
-import type { Clock } from './clock.js';
-import { parseDnsServer } from './dns-client.js';
-import { durationOption, fail, nonEmptyString, schemeOption } from './option-checks.js';
-import type { DnsSrvSourceConfig } from './source-dns-srv.js';
+import type { Clock } from '../clock.js';
+import { parseDnsServer } from './client.js';
+import { durationOption, fail, nonEmptyString, schemeOption } from '../option-checks.js';
+import type { DnsSrvSourceConfig } from './source.js';
 
 /** DNS SRV source options (DESIGN §4.2). */
 export interface DnsOptions {

@@ -1,7 +1,7 @@
 /**
  * A small DNS stub client: one question, sent over UDP and/or TCP to configured servers.
  * Packet encoding and decoding is dns-packet's, messages and their matching are
- * `dns-message.ts`; this file owns transport and error mapping.
+ * `dns/message.ts`; this file owns transport and error mapping.
  *
  * Why not `node:dns`: it cannot pick the transport, does not say whether an answer was
  * truncated or carried EDNS, and hides the rcode. Consul's DNS interface cuts UDP answers
@@ -24,11 +24,11 @@ import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import * as dnsPacket from 'dns-packet';
 import type { Packet } from 'dns-packet';
-import { systemClock } from './clock.js';
-import type { Clock } from './clock.js';
-import { EDNS_UDP_PAYLOAD_SIZE, describeServer, ednsOpt, interpret, trimDot } from './dns-message.js';
-import type { DnsQuestion, DnsResponse, DnsServer } from './dns-message.js';
-import { ErrorCode, InvalidOptionError, WorkerResolverError } from './errors.js';
+import { systemClock } from '../clock.js';
+import type { Clock } from '../clock.js';
+import { EDNS_UDP_PAYLOAD_SIZE, describeServer, ednsOpt, interpret, trimDot } from './message.js';
+import type { DnsQuestion, DnsResponse, DnsServer } from './message.js';
+import { ErrorCode, InvalidOptionError, WorkerResolverError } from '../errors.js';
 
 /** `auto`: UDP with EDNS0, re-asked over TCP when the answer may be incomplete. */
 export type DnsTransport = 'auto' | 'udp' | 'tcp';

@@ -22,13 +22,13 @@
  *   [minRefreshMs, maxRefreshMs]; after a failure, after a full-jitter backoff.
  */
 import { getServers } from 'node:dns';
-import { Backoff } from './backoff.js';
-import type { Clock, TimerHandle } from './clock.js';
-import { parseDnsServer, query } from './dns-client.js';
-import type { DnsExchange, DnsTransport } from './dns-client.js';
-import type { DnsResponse, DnsServer, SrvRecord } from './dns-message.js';
-import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { DnsQueryInfo, Source, SourceOutcome, SourceSink, WorkerCandidate } from './source.js';
+import { Backoff } from '../backoff.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import { parseDnsServer, query } from './client.js';
+import type { DnsExchange, DnsTransport } from './client.js';
+import type { DnsResponse, DnsServer, SrvRecord } from './message.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
+import type { DnsQueryInfo, Source, SourceOutcome, SourceSink, WorkerCandidate } from '../source.js';
 import { HOSTNAME, follow, isAddress, minTtl, negativeTtl, resolveTarget, toWorkers } from './srv-answer.js';
 
 /** Fully resolved configuration of {@link DnsSrvSource}; the options module validates it and fills defaults. */

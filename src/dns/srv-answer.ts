@@ -1,15 +1,15 @@
 /**
- * What an SRV answer means for the DNS SRV source (`source-dns-srv.ts`, DESIGN §4.2): the
+ * What an SRV answer means for the DNS SRV source (`dns/source.ts`, DESIGN §4.2): the
  * records a name owns through its CNAME chain, each target's addresses (or its host name when
  * the server refuses it), the workers of the preferred records, and the TTLs that schedule
  * the next lookup (RFC 2308 for negative answers).
  */
 import net from 'node:net';
-import { urlHost } from './consul-health.js';
-import { trimDot } from './dns-message.js';
-import type { AddressRecord, DnsRecord, DnsResponse, SrvRecord } from './dns-message.js';
-import { ErrorCode, isWorkerResolverError } from './errors.js';
-import type { WorkerCandidate } from './source.js';
+import { urlHost } from '../consul/health.js';
+import { trimDot } from './message.js';
+import type { AddressRecord, DnsRecord, DnsResponse, SrvRecord } from './message.js';
+import { ErrorCode, isWorkerResolverError } from '../errors.js';
+import type { WorkerCandidate } from '../source.js';
 
 /** A target to publish by its host name (the server refused to resolve it): see the file comment. */
 export const HOSTNAME = 'hostname' as const;

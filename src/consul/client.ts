@@ -20,8 +20,8 @@ import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import Consul from 'consul';
-import { ErrorCode, WorkerResolverError } from './errors.js';
-import { formatDuration } from './duration.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
+import { formatDuration } from '../duration.js';
 
 /** TLS settings for an `https://` Consul address (the `CONSUL_CACERT`... family). */
 export interface ConsulTlsOptions {

@@ -24,10 +24,10 @@
  * the answer or throws its coded error; the reader's state is then left as it was (error)
  * or reset (success), so a malformed body never changes what the next answer is compared to.
  */
-import { entryToWorker, parseHealthBody } from './consul-health.js';
-import type { ConsulWorkerPolicy, ParsedHealth } from './consul-health.js';
-import type { WorkerCandidate } from './source.js';
-import { finishInTurns, finishNow, nextTurn } from './turns.js';
+import { entryToWorker, parseHealthBody } from './health.js';
+import type { ConsulWorkerPolicy, ParsedHealth } from './health.js';
+import type { WorkerCandidate } from '../source.js';
+import { finishInTurns, finishNow, nextTurn } from '../event-loop-turns.js';
 
 type EntryResult = WorkerCandidate | 'rejected' | 'filtered';
 

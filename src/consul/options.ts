@@ -4,8 +4,8 @@
  * read as Consul's CLI reads them, explicit options first.
  */
 import { readFileSync } from 'node:fs';
-import type { Clock } from './clock.js';
-import type { ConsulTlsOptions } from './consul-client.js';
+import type { Clock } from '../clock.js';
+import type { ConsulTlsOptions } from './client.js';
 import {
   MAX_TIMER_MS,
   durationOption,
@@ -16,9 +16,9 @@ import {
   optionalString,
   schemeOption,
   show,
-} from './option-checks.js';
-import { blockingTimeoutMs } from './source-consul.js';
-import type { ConsulSourceConfig } from './source-consul.js';
+} from '../option-checks.js';
+import { blockingTimeoutMs } from './source.js';
+import type { ConsulSourceConfig } from './source.js';
 
 /** The environment Consul's variables are read from. */
 export type Env = Readonly<Record<string, string | undefined>>;

@@ -1,7 +1,7 @@
 /**
  * The Consul reader thread, main-thread side: health requests made, received, compared and
- * read in a `worker_threads` worker (`consul-read-worker.ts`), answered here as the same
- * values the in-thread reader produces (`consul-reader.ts`).
+ * read in a `worker_threads` worker (`consul/reader-thread-entry.ts`), answered here as the same
+ * values the in-thread reader produces (`consul/reader.ts`).
  *
  * Lifecycle: the thread starts on the first request and is kept (its parser holds the last
  * body); it is ref'd only while a request is in flight, so an idle reader never keeps the
@@ -16,13 +16,13 @@
  * incremental build.
  */
 import { Worker } from 'node:worker_threads';
-import { answerHead } from './consul-client.js';
-import type { ConsulClientConfig, ConsulTlsOptions, HealthQuery } from './consul-client.js';
-import type { ConsulWorkerPolicy } from './consul-health.js';
-import type { ConsulReader, Head, ReadRequest, ReaderAnswer } from './consul-reader.js';
-import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { ErrorCodeValue } from './errors.js';
-import type { CandidateEdit, WorkerCandidate } from './source.js';
+import { answerHead } from './client.js';
+import type { ConsulClientConfig, ConsulTlsOptions, HealthQuery } from './client.js';
+import type { ConsulWorkerPolicy } from './health.js';
+import type { ConsulReader, Head, ReadRequest, ReaderAnswer } from './reader.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
+import type { ErrorCodeValue } from '../errors.js';
+import type { CandidateEdit, WorkerCandidate } from '../source.js';
 
 /** What the thread is started with. */
 export interface ReaderData {
@@ -97,16 +97,16 @@ function startWorker(data: ReaderData): Worker {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     // Running from source (tests, benchmarks): tsx's hooks are per thread, so register them here.
-    const entry = new URL('./consul-read-worker.ts', here).href;
+    const entry = new URL('./reader-thread-entry.ts', here).href;
     const api = import.meta.resolve('tsx/esm/api');
     const code = `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
     return new Worker(code, { eval: true, workerData: data, execArgv: [] });
   }
-  return new Worker(new URL('./consul-read-worker.js', here), { workerData: data, execArgv: [] });
+  return new Worker(new URL('./reader-thread-entry.js', here), { workerData: data, execArgv: [] });
 }
 
 /** The reader thread (see the file comment). */
-export class ConsulReadThread implements ConsulReader {
+export class ConsulReaderThread implements ConsulReader {
   private readonly data: ReaderData;
   /** The running thread; undefined before the first request, after a crash and after close(). */
   private worker: Worker | undefined;

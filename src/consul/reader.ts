@@ -2,16 +2,16 @@
  * Reading Consul health answers: one request, its body compared with the last one used and
  * read incrementally, as a value ({@link ReaderAnswer} or a coded error). Readers with the
  * same results: {@link InThreadConsulReader} (the HTTP client and the parser on the event
- * loop, reading in turns of at most 5 ms), `ConsulReadThread` (`consul-read-thread.ts`: all
- * of it in a `worker_threads` worker) and `AutoConsulReader` (`consul-reader-auto.ts`, the
+ * loop, reading in turns of at most 5 ms), `ConsulReaderThread` (`consul/reader-thread.ts`: all
+ * of it in a `worker_threads` worker) and `AutoConsulReader` (`consul/reader-auto.ts`, the
  * default: in-thread until an answer of 1 MiB, then the thread).
  */
-import { answerHead, leaveUnread } from './consul-client.js';
-import type { AnswerHead, ConsulHealthClient, HealthQuery } from './consul-client.js';
-import type { ConsulWorkerPolicy } from './consul-health.js';
-import { IncrementalHealthParser } from './consul-health-incremental.js';
-import { ErrorCode, WorkerResolverError } from './errors.js';
-import type { CandidateEdit, WorkerCandidate } from './source.js';
+import { answerHead, leaveUnread } from './client.js';
+import type { AnswerHead, ConsulHealthClient, HealthQuery } from './client.js';
+import type { ConsulWorkerPolicy } from './health.js';
+import { IncrementalHealthParser } from './health-incremental.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
+import type { CandidateEdit, WorkerCandidate } from '../source.js';
 
 /** The headers every answer carries. */
 export type Head = AnswerHead;
