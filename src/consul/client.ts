@@ -10,7 +10,7 @@
  *
  * That private use (`_get`, its `ctx` 'cancel' event, `http.Agent#addRequest`) lives in this
  * one module only; the package is pinned to an exact version in package.json, and
- * `test/consul-package.test.ts` fails loudly if an upgrade changes any of it.
+ * `test/quick/consul-package.test.ts` fails loudly if an upgrade changes any of it.
  *
  * Secrets: the token travels only in the `X-Consul-Token` header. It is never put in a
  * query string, an error message or a log line. (papi emits 'log' events carrying request
