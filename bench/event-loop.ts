@@ -1,5 +1,5 @@
 /**
- * Event-loop blocking per processed answer (issue #13, goal 1): a real resolver (Consul source
+ * Event-loop blocking per processed answer (the 10,000-worker goals: docs/performance.md): a real resolver (Consul source
  * over HTTP, engine, publish) on this thread, fed by a scripted Consul in a worker thread that
  * answers each blocking query after `spacingMs` with the next of two captured bodies (so each
  * answer is a change) and a new index. The Consul side runs on its own event loop, so what the

@@ -4,7 +4,7 @@
  * (`IncrementalHealthParser`: a byte-identical body is `unchanged`; otherwise only the entries
  * whose bytes changed are parsed and validated), then the engine's work up to the publish
  * (incremental build, diff, snapshot, listeners). Time and heap growth, next to `JSON.parse`
- * of the same body and to the candidates measured for issue #13 (the whole-body parse it
+ * of the same body and to the candidates measured for 10,000-worker answers (the whole-body parse it
  * replaced; a parse worker thread's main-thread share).
  *
  * The two bodies are real dev-server answers (all 10,000 passing; one critical), fed

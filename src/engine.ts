@@ -1,5 +1,5 @@
 /**
- * The engine: turns source outcomes into published snapshots (DESIGN §5).
+ * The engine: turns source outcomes into published snapshots (docs/design.md §5).
  *
  * Concurrency model: everything here runs on the event loop's single thread. Sources call
  * `onOutcome` from their own async loops; timers (damping, staleness, guard hold, no-contact
@@ -7,7 +7,7 @@
  * callback sees and leaves a consistent state; the published snapshot is replaced by one
  * assignment, which is what makes `getUrls()` safe without locks. The one thing that takes
  * more than a turn is a large full build (a source's first answer of thousands of workers,
- * issue #13): it runs in slices of a few ms, and outcomes that arrive meanwhile wait behind
+ * large answers, docs/performance.md): it runs in slices of a few ms, and outcomes that arrive meanwhile wait behind
  * it, in order, as if that answer had come later.
  *
  * Rules, in the order they apply to an answer:

@@ -1,5 +1,5 @@
 /**
- * Long work in event-loop turns (issue #13): a generator that does a slice of its work and
+ * Long work in event-loop turns (large answers, docs/performance.md): a generator that does a slice of its work and
  * yields when the slice has used its time, driven here with a `setImmediate` hop between
  * slices, so timers, sockets and other callbacks run in between. Used by the Consul body
  * parser (`consul/health-incremental.ts`) and the engine's large full builds (`worker-set.ts`).

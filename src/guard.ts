@@ -1,5 +1,5 @@
 /**
- * The mass-failure guard (DESIGN §5, Envoy's panic threshold): when a source suddenly reports
+ * The mass-failure guard (docs/design.md §5, Envoy's panic threshold): when a source suddenly reports
  * far fewer workers than the last good set, the set is held back for a while instead of
  * being published, so one bad answer (a partitioned agent, a check flapping cluster-wide)
  * does not send every query to a handful of survivors. The guard only keeps time and gives

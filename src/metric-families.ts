@@ -1,5 +1,5 @@
 /**
- * The Prometheus metric families of worker-resolver (DESIGN §7): names, help, label sets and
+ * The Prometheus metric families of worker-resolver (docs/design.md §7): names, help, label sets and
  * buckets, created once per registry and shared by every resolver registered on it (each
  * owns the series of its `service` label); point-in-time gauges read each service's snapshot
  * at scrape time. What updates them on events is `metrics.ts`.

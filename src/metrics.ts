@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (DESIGN §7), on a prom-client `Registry` the caller owns.
+ * Prometheus metrics (docs/design.md §7), on a prom-client `Registry` the caller owns.
  *
  * Following prom-client's guidance for libraries (its issue #186): nothing is registered on
  * the global registry and `collectDefaultMetrics` is never called; the application merges

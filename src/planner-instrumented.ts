@@ -1,5 +1,5 @@
 /**
- * The planner helpers of planner.ts with metrics and spans (DESIGN §6, §7).
+ * The planner helpers of planner.ts with metrics and spans (docs/design.md §6, §7).
  *
  * planner.ts stays pure; this class adds the recording around it. Like the pure helpers it
  * takes a snapshot per call, never a resolver: one query plans and routes against one

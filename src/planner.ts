@@ -1,5 +1,5 @@
 /**
- * Planner helpers with Distributed DataFusion's semantics (DESIGN §6).
+ * Planner helpers with Distributed DataFusion's semantics (docs/design.md §6).
  *
  * All helpers take a {@link WorkerSnapshot}, not a resolver: a query plans and routes
  * against one snapshot, so the task count it planned and the URLs it routes to can never

@@ -1,5 +1,5 @@
 /**
- * The publishing half of the engine (DESIGN §5): how the active source's answer becomes the
+ * The publishing half of the engine (docs/design.md §5): how the active source's answer becomes the
  * published snapshot. The engine decides *which* answer counts (sources, failover, builds);
  * this file owns the snapshot itself and the rules between an answer and a new version:
  *  - Mass-failure guard: a set smaller than `threshold` × the last good set is held back for

@@ -1,5 +1,5 @@
 /**
- * The `/v1/workers` resource of the sidecar (DESIGN §8): its query parameters, and its
+ * The `/v1/workers` resource of the sidecar (docs/design.md §8): its query parameters, and its
  * answer as bytes. A snapshot's answer is serialised and UTF-8 encoded once, with its
  * headers, and the same bytes go to every response (see `sidecar.ts` for why); each worker's
  * JSON is kept with its frozen worker object, so an answer where one worker changed

@@ -1,5 +1,5 @@
 /**
- * The sidecar's HTTP API (DESIGN §8), usable in-process: `worker-resolver serve` runs it next
+ * The sidecar's HTTP API (docs/design.md §8), usable in-process: `worker-resolver serve` runs it next
  * to a coordinator, the demo embeds it, tests start it on an ephemeral port.
  *
  * - `GET /v1/workers` answers the current snapshot as JSON, with `X-Worker-Resolver-Index`.

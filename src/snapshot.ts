@@ -1,7 +1,7 @@
 /**
  * The immutable worker snapshot: what `getUrls()` and `snapshot()` hand out.
  *
- * Invariants (DESIGN §3): a snapshot and everything reachable from it is frozen (URLs are
+ * Invariants (docs/design.md §3): a snapshot and everything reachable from it is frozen (URLs are
  * {@link ImmutableUrl}s, since `Object.freeze` cannot stop `URL` setters); workers
  * are deduplicated by URL and sorted by URL, so equal sets compare equal element by
  * element; `urls[i]` is `workers[i].url`. The engine swaps snapshots by reference in one

@@ -1,5 +1,5 @@
 /**
- * OpenTelemetry traces (DESIGN §7), through `@opentelemetry/api` only and an injected
+ * OpenTelemetry traces (docs/design.md §7), through `@opentelemetry/api` only and an injected
  * `TracerProvider`: the library never registers a global provider or context manager.
  *
  * Spans:

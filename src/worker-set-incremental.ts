@@ -1,5 +1,5 @@
 /**
- * The incremental build of a worker set (issue #13): when a source hands back the very
+ * The incremental build of a worker set (large answers, docs/performance.md): when a source hands back the very
  * candidate objects of its previous answer for unchanged entries, the next build costs what
  * changed — the removed workers are dropped from the previous sorted list and the new ones
  * inserted by binary search on the hrefs, the new lists made of slices of the previous ones,

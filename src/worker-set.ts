@@ -2,7 +2,7 @@
  * Building a published worker set from a source's candidates: frozen workers with parsed
  * URLs, deduplicated and sorted by URL (see `snapshot.ts` for the invariants) — in one go,
  * in event-loop turns for a large first answer, or incrementally from the previous build
- * (`worker-set-incremental.ts`, issue #13).
+ * (`worker-set-incremental.ts`, for large answers: docs/performance.md).
  */
 import { ImmutableUrl } from './immutable-url.js';
 import type { Worker } from './snapshot.js';
@@ -49,7 +49,7 @@ export type WorkerSetBuild =
   | { readonly set?: undefined; readonly steps: Generator<void, BuiltWorkerSet> };
 
 /**
- * {@link buildWorkerSet} for a caller that keeps its event loop free (the engine, issue #13):
+ * {@link buildWorkerSet} for a caller that keeps its event loop free (the engine, for large answers: docs/performance.md):
  * an incremental build (it costs what changed) and any build of fewer than `slicedFrom`
  * candidates are done at once; a full build of more (a source's first answer: ≈ 2 µs per
  * candidate, 20 ms at 10,000) comes back as steps that yield whenever `sliceMs` of work were

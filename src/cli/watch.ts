@@ -242,7 +242,7 @@ async function followSidecar(base: URL, waitMs: number, display: Display, signal
       const timeout = AbortSignal.timeout(waitMs + waitMs / 16 + 10_000);
       const res = await fetch(url, { signal: AbortSignal.any([signal, timeout]) });
       if (res.status === 503) {
-        // DESIGN §8: no snapshot yet — "not known yet", not an error; wait as told and ask again.
+        // docs/design.md §8: no snapshot yet — "not known yet", not an error; wait as told and ask again.
         const body = (await res.json().catch(() => ({}))) as { error?: unknown };
         const retryS = Number(res.headers.get('retry-after') ?? '1');
         const why = typeof body.error === 'string' ? body.error : 'no worker snapshot yet';

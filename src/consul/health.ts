@@ -138,7 +138,7 @@ interface Endpoint {
 
 /**
  * Consul's own address order (`structs.CheckServiceNode.BestAddress`, which its DNS uses too;
- * DESIGN §4.1). With a tagged address configured: the service-level tagged address, then
+ * docs/design.md §4.1). With a tagged address configured: the service-level tagged address, then
  * `Service.Address`, then the node-level tagged address, then `Node.Address`. Without one:
  * `Service.Address`, then `Node.Address`. A containerised worker registers its own
  * `Service.Address`; the node's tagged address must not override it.

@@ -1,5 +1,5 @@
 /**
- * Consul source options (DESIGN §4.1): types, defaults, validation, and Consul's own
+ * Consul source options (docs/design.md §4.1): types, defaults, validation, and Consul's own
  * environment variables (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN[_FILE]`, `CONSUL_CACERT`, ...),
  * read as Consul's CLI reads them, explicit options first.
  */
@@ -23,7 +23,7 @@ import type { ConsulSourceConfig } from './source.js';
 /** The environment Consul's variables are read from. */
 export type Env = Readonly<Record<string, string | undefined>>;
 
-/** Consul source options (DESIGN §4.1). Every field is optional. */
+/** Consul source options (docs/design.md §4.1). Every field is optional. */
 export interface ConsulOptions {
   /** Consul HTTP address. Default `$CONSUL_HTTP_ADDR`, else `http://127.0.0.1:8500`. `host:port` means http (https with `CONSUL_HTTP_SSL=true`). */
   readonly address?: string | URL;

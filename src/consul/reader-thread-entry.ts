@@ -14,7 +14,7 @@
  * position of each candidate in the previous answer (`lastPosition`) says which of the main
  * thread's objects it is. An answer where one entry changed is then three runs and one
  * candidate, whatever the number of instances, and the main thread's work per answer is
- * proportional to what changed (issue #13).
+ * proportional to what changed (large answers, docs/performance.md).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ConsulHealthClient, answerHead, leaveUnread } from './client.js';

@@ -1,10 +1,10 @@
-/** DNS SRV source options (DESIGN §4.2): types, defaults and validation. */
+/** DNS SRV source options (docs/design.md §4.2): types, defaults and validation. */
 import type { Clock } from '../clock.js';
 import { parseDnsServer } from './client.js';
 import { durationOption, fail, nonEmptyString, schemeOption } from '../option-checks.js';
 import type { DnsSrvSourceConfig } from './source.js';
 
-/** DNS SRV source options (DESIGN §4.2). */
+/** DNS SRV source options (docs/design.md §4.2). */
 export interface DnsOptions {
   /** The SRV name, e.g. `_datafusion-worker._tcp.service.consul`. */
   readonly name: string;

@@ -1,5 +1,5 @@
 /**
- * The DNS SRV source (DESIGN §4.2): looks up an SRV name, resolves the targets, and hands
+ * The DNS SRV source (docs/design.md §4.2): looks up an SRV name, resolves the targets, and hands
  * each outcome to the engine. Used as the fallback when Consul is unreachable, or as the
  * primary source when no Consul is configured (a Kubernetes headless service, Consul's
  * DNS interface on port 8600, ...).

@@ -1,5 +1,5 @@
 /**
- * What an SRV answer means for the DNS SRV source (`dns/source.ts`, DESIGN §4.2): the
+ * What an SRV answer means for the DNS SRV source (`dns/source.ts`, docs/design.md §4.2): the
  * records a name owns through its CNAME chain, each target's addresses (or its host name when
  * the server refuses it), the workers of the preferred records, and the TTLs that schedule
  * the next lookup (RFC 2308 for negative answers).

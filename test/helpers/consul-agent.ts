@@ -1,5 +1,5 @@
 /**
- * A real Consul agent for tests: the reference the dev server is proven against (DESIGN §11).
+ * A real Consul agent for tests: the reference the dev server is proven against (docs/design.md §11).
  *
  * `ConsulAgent.start()` runs the binary that `scripts/consul-binary.sh` built (or
  * `WORKER_RESOLVER_CONSUL_BIN`) on 127.0.0.1 only, with a random free port for every listener

@@ -1,5 +1,5 @@
 /**
- * The two backends of the contract suite (DESIGN §11): the project's Consul dev server and a real
+ * The two backends of the contract suite (docs/design.md §11): the project's Consul dev server and a real
  * `consul agent -dev`. A contract test is written once, against `Backend`, and runs on both:
  *
  *   for (const backend of backends) describe(`… (${backend.name})`, () => { … });

@@ -1,5 +1,5 @@
 /**
- * The incremental health reader and the incremental worker-set build (issue #13) against
+ * The incremental health reader and the incremental worker-set build (large answers, docs/performance.md) against
  * their whole-body / full counterparts: same workers, same counts, same errors, same diffs,
  * on random answer sequences (edits, inserts, removals, reorders, other formatting, non-object
  * elements), and the Consul source's byte-identical-body fast path end to end.

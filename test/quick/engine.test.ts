@@ -172,7 +172,7 @@ describe('engine: lifecycle', () => {
   });
 });
 
-describe('engine: large full builds run in event-loop turns (issue #13)', () => {
+describe('engine: large full builds run in event-loop turns (large answers, docs/performance.md)', () => {
   /** `n` workers on distinct addresses, all on `port`. */
   function many(n: number, port = 8080): WorkerCandidate[] {
     return Array.from({ length: n }, (_, i) => {

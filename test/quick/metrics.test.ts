@@ -14,7 +14,7 @@ import type { SourceOutcome } from '../../src/source.js';
 import { workers } from '../helpers/fake-source.js';
 import { startEngine } from '../helpers/engine-harness.js';
 
-/** The DESIGN §7 table plus the extras: name → [type, label names]. */
+/** The docs/design.md §7 table plus the extras: name → [type, label names]. */
 const CONTRACT: Record<string, [string, string[]]> = {
   worker_resolver_workers: ['gauge', ['service', 'source']],
   worker_resolver_snapshot_updates_total: ['counter', ['service', 'source']],
@@ -93,7 +93,7 @@ function harness(metrics: ResolverMetrics) {
   });
 }
 
-describe('metrics: the DESIGN §7 contract', () => {
+describe('metrics: the docs/design.md §7 contract', () => {
   it('registers every metric with its type and labels, each known series initialised to 0', async () => {
     const registry = new Registry();
     createResolverMetrics({ registry, service: 'svc' });

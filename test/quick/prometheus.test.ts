@@ -1,5 +1,5 @@
 /**
- * Proof against a real Prometheus (DESIGN §7): a resolver runs against the Consul dev server
+ * Proof against a real Prometheus (docs/design.md §7): a resolver runs against the Consul dev server
  * with churn, failures and a failover; its registry is served over HTTP on loopback;
  * `promtool check metrics` lints the exposition; a real Prometheus scrapes it every second
  * and loads the alert rules; then every dashboard panel query (template variables
@@ -31,7 +31,7 @@ const JOB = 'worker-resolver';
 const SERVICE = 'worker';
 const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
-/** Panels whose queries must return real numbers after the scenario (DESIGN §7 "important ones"). */
+/** Panels whose queries must return real numbers after the scenario (docs/design.md §7 "important ones"). */
 const IMPORTANT = new Set([
   'Workers now',
   'Workers by instance and source',

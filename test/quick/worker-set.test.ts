@@ -1,5 +1,5 @@
 /**
- * The worker-set build driven by a source's edit (issue #13): with a `CandidateEdit` from
+ * The worker-set build driven by a source's edit (large answers, docs/performance.md): with a `CandidateEdit` from
  * the list it built last, the build costs what changed (it reads none of the candidates) and
  * gives exactly what a full build gives; an edit that does not fit is ignored, never
  * trusted. A large full build in steps (`startBuild`, the engine's way of keeping the event

@@ -6,7 +6,7 @@
  * recover by itself, and the metric and the span must show what happened.
  *
  * Requests are counted from the resolver's own histogram (one observation per source request,
- * DESIGN §7), since a real agent keeps no request log.
+ * docs/design.md §7), since a real agent keeps no request log.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

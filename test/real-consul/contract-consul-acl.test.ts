@@ -1,7 +1,7 @@
 /**
  * Contract suite, ACLs: default deny, the anonymous token, tokens made from policies, per-node and
  * per-service filtering, revocation — the same tests against the dev server's ACL system and a
- * real Consul agent's (DESIGN §11).
+ * real Consul agent's (docs/design.md §11).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * Contract suite, DNS interface: the same questions to the dev server's DNS and a real Consul
- * agent's (DESIGN §11), over UDP (with and without EDNS) and TCP, with 12 instances — what Consul
+ * agent's (docs/design.md §11), over UDP (with and without EDNS) and TCP, with 12 instances — what Consul
  * really cuts, what it puts in the Additional section, how it answers hostnames.
  */
 import { after, before, describe, it } from 'node:test';

@@ -1,6 +1,6 @@
 /**
  * Contract suite, HTTP API: the same tests against the dev server and a real Consul agent
- * (DESIGN §11). A behaviour the dev server claims is one these tests show on both backends.
+ * (docs/design.md §11). A behaviour the dev server claims is one these tests show on both backends.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,6 +1,6 @@
 /**
  * Contract suite, mTLS on the HTTPS port: the dev server and a real Consul agent with
- * `tls.https.verify_incoming`, both with certificates from a CA this test makes (DESIGN §11).
+ * `tls.https.verify_incoming`, both with certificates from a CA this test makes (docs/design.md §11).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,7 +1,7 @@
 /**
  * Contract suite, the library end to end: `createWorkerResolver` against each backend (the dev
  * server and a real Consul agent), so what the resolver publishes from an answer is shown on
- * real Consul, not only on the double (DESIGN §11).
+ * real Consul, not only on the double (docs/design.md §11).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-//! Task routing against one snapshot (DESIGN §6), without any DataFusion type: the
+//! Task routing against one snapshot (docs/design.md §6), without any DataFusion type: the
 //! `datafusion` module's route-tasks handler is a thin adapter over [`route_tasks`].
 
 use url::Url;

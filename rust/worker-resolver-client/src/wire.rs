@@ -1,4 +1,4 @@
-//! Decoding of the sidecar's `/v1/workers` answers (DESIGN §8).
+//! Decoding of the sidecar's `/v1/workers` answers (docs/design.md §8).
 
 use crate::error::Error;
 use crate::snapshot::{Source, Worker};
