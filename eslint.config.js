@@ -1,6 +1,7 @@
 // @ts-check
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { layerRules } from './eslint.architecture.js';
 
 export default tseslint.config(
   // rust/ is the Cargo workspace (its test fixture script is checked by the Rust suite that runs it).
@@ -38,5 +39,6 @@ export default tseslint.config(
       '@typescript-eslint/no-unsafe-member-access': 'off',
     },
   },
+  ...layerRules,
   { files: ['*.js'], ...tseslint.configs.disableTypeChecked },
 );

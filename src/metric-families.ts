@@ -8,7 +8,6 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { ErrorType } from './errors.js';
 import { ErrorCode, errorTypeOf } from './errors.js';
-import { taskCap } from './planner.js';
 import type { RefreshOutcome } from './semconv.js';
 import type { WorkerSnapshot } from './snapshot.js';
 import type { SourceKind } from './source.js';
@@ -69,7 +68,8 @@ const PLANNED_TASKS_BUCKETS = [
 /** What a scrape asks each service for. */
 export interface ScrapeSource {
   snapshot(): WorkerSnapshot;
-  readonly maxTasksPerStage: number;
+  /** The cap the planner applies to the current snapshot (`worker_resolver_stage_task_cap`). */
+  taskCap(): number;
 }
 
 /** The families of one registry, shared by every service registered on it. */
@@ -142,9 +142,7 @@ function createFamilies(registry: Registry): Families {
     help: 'Tasks per stage the planner allows now: maxTasksPerStage if set, else max(1, workers).',
     labelNames: ['service'],
     registers,
-    collect: each((service, s) =>
-      cap.set({ service }, taskCap(s.snapshot(), { maxTasksPerStage: s.maxTasksPerStage })),
-    ),
+    collect: each((service, s) => cap.set({ service }, s.taskCap())),
   });
   const version: Gauge<'service'> = new Gauge({
     name: 'worker_resolver_snapshot_version',

@@ -18,6 +18,7 @@ import type { Registry } from 'prom-client';
 import { InvalidOptionError } from './errors.js';
 import type { ResolverObserver } from './events.js';
 import { familiesOf, initialiseSeries } from './metric-families.js';
+import { taskCap } from './planner.js';
 import type { StagePlan } from './planner.js';
 import { refreshOutcome } from './semconv.js';
 import { packageVersion } from './version.js';
@@ -88,7 +89,10 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
   /** The last snapshot seen in events; the scrape-time source until `attach` is called. */
   let seen: WorkerSnapshot = EMPTY_SNAPSHOT;
   let getSnapshot: () => WorkerSnapshot = () => seen;
-  m.services.set(service, { snapshot: () => getSnapshot(), maxTasksPerStage });
+  m.services.set(service, {
+    snapshot: () => getSnapshot(),
+    taskCap: () => taskCap(getSnapshot(), { maxTasksPerStage }),
+  });
   /** The source the resolver fell back from; undefined while no fallback is active. */
   let fallbackFrom: SourceKind | undefined;
   const setFallback = (from: SourceKind | undefined): void => {

@@ -19,7 +19,7 @@ import type { DnsSrvSourceConfig } from './dns/source.js';
 import type { Logger, ResolverObserver } from './events.js';
 import type { GuardConfig } from './guard.js';
 import type { WorkerCandidate } from './source.js';
-import { urlHost } from './consul/health.js';
+import { urlHost } from './url-host.js';
 
 export { durationOption, numberOption } from './option-checks.js';
 export { parseConsulAddress, resolveConsul } from './consul/options.js';

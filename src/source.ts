@@ -7,7 +7,6 @@
  * decides what an outcome means (publish, keep last-known-good, fail over).
  */
 import type { WorkerResolverError } from './errors.js';
-import type { DnsQuestionType } from './dns/message.js';
 
 /** Where a snapshot's workers came from. */
 export type SourceKind = 'consul' | 'dns' | 'static';
@@ -52,6 +51,9 @@ export interface RequestInfo {
   readonly serverAddress: string;
   readonly serverPort: number;
 }
+
+/** The record types a DNS source asks for: SRV, then A/AAAA for targets the answer did not resolve. */
+export type DnsQuestionType = 'SRV' | 'A' | 'AAAA';
 
 /**
  * One DNS exchange behind a DNS outcome (one server, one transport), for client spans: what

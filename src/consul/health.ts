@@ -6,9 +6,9 @@
  * types, bad address, bad port, unhealthy, in maintenance, filtered out) is skipped and
  * counted, never thrown. Nothing here does I/O.
  */
-import { isIP } from 'node:net';
 import { ErrorCode, WorkerResolverError } from '../errors.js';
 import type { WorkerCandidate, WorkerStatus } from '../source.js';
+import { urlHost } from '../url-host.js';
 
 /** How a Consul health entry becomes a worker. */
 export interface ConsulWorkerPolicy {
@@ -42,15 +42,6 @@ type Json = Record<string, unknown>;
 /** The CheckID of Consul's maintenance checks (service: `_service_maintenance:<id>`; node: `_node_maintenance`). */
 export const MAINTENANCE_CHECK = /^(_service_maintenance:|_node_maintenance$)/;
 const SCHEME = /^[a-z][a-z0-9+.-]*$/;
-/** The last label is decimal or 0x-hex: WHATWG URL would parse the host as an IPv4 number. */
-const ENDS_IN_NUMBER = /(^|\.)(\d+|0x[0-9a-f]*)$/i;
-/**
- * Host names: labels of letters, digits, hyphens and underscores (RFC 1123 plus `_`, which
- * WHATWG URL accepts and Docker Compose service names use), optionally fully qualified.
- */
-const HOSTNAME =
-  /^(?=.{1,253}\.?$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i;
-
 function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -108,23 +99,6 @@ function entryStatus(checks: unknown, includeWarning: boolean): WorkerStatus | '
     return 'excluded';
   }
   return status;
-}
-
-/** Formats `host` for a URL authority: IPv6 in brackets, lower case. Undefined if not a valid host. */
-export function urlHost(host: string): string | undefined {
-  const trimmed = host;
-  if (trimmed.length === 0) return undefined;
-  const bare = trimmed.startsWith('[') && trimmed.endsWith(']') ? trimmed.slice(1, -1) : trimmed;
-  // A zone id (fe80::1%eth0) is not representable in a URL authority.
-  if (bare.includes('%')) return undefined;
-  const family = isIP(bare);
-  if (family === 6) return `[${bare.toLowerCase()}]`;
-  if (family === 4) return bare;
-  const name = bare.toLowerCase().replace(/\.$/, '');
-  // WHATWG URL parsing reads a host whose last label is a number ("10", "0x1f", "1.2") as an
-  // IPv4 address: "http://10:80" is 0.0.0.10. Such a name would silently route elsewhere.
-  if (ENDS_IN_NUMBER.test(name)) return undefined;
-  return HOSTNAME.test(bare) ? name : undefined;
 }
 
 function validPort(value: unknown): number | undefined {

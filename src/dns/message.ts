@@ -6,6 +6,7 @@
 import * as dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer } from 'dns-packet';
 import { ErrorCode, WorkerResolverError } from '../errors.js';
+import type { DnsQuestionType } from '../source.js';
 
 /** A DNS server address (an IP literal: resolving the resolver's own name would need DNS). */
 export interface DnsServer {
@@ -15,7 +16,7 @@ export interface DnsServer {
 }
 
 /** The record types this client asks for. */
-export type DnsQuestionType = 'SRV' | 'A' | 'AAAA';
+export type { DnsQuestionType };
 
 /** One question. */
 export interface DnsQuestion {

@@ -5,7 +5,7 @@
  * the next lookup (RFC 2308 for negative answers).
  */
 import net from 'node:net';
-import { urlHost } from '../consul/health.js';
+import { urlHost } from '../url-host.js';
 import { trimDot } from './message.js';
 import type { AddressRecord, DnsRecord, DnsResponse, SrvRecord } from './message.js';
 import { ErrorCode, isWorkerResolverError } from '../errors.js';

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseHealthBody, urlHost } from '../../src/consul/health.js';
+import { parseHealthBody } from '../../src/consul/health.js';
+import { urlHost } from '../../src/url-host.js';
 import type { ConsulWorkerPolicy } from '../../src/consul/health.js';
 import { ErrorCode, isWorkerResolverError } from '../../src/errors.js';
 
