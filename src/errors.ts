@@ -104,8 +104,32 @@ export interface ErrorDetails {
   readonly cause?: unknown;
 }
 
+/**
+ * Brands that mark this package's errors across copies of it. A monorepo often installs two
+ * copies (a coordinator's own, and one a dependency brought), and each copy has its own classes:
+ * a plain `instanceof` against one copy's class is false for the other copy's errors. As undici
+ * does, each class answers `instanceof` by a brand registered with `Symbol.for`, which every copy
+ * shares; a subclass checks its own brand, not its parent's.
+ */
+const kWorkerResolverError = Symbol.for('worker-resolver.error');
+const kInvalidOptionError = Symbol.for('worker-resolver.error.invalid-option');
+
+function branded(value: unknown, brand: symbol): boolean {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+}
+
 /** The base class of every error thrown or reported by worker-resolver. */
 export class WorkerResolverError extends Error {
+  /** True for errors of this class from any copy of the package (see the brands above). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return branded(value, kWorkerResolverError);
+  }
+
+  /** The brand `instanceof` checks: the same symbol in every copy of the package. */
+  get [kWorkerResolverError](): true {
+    return true;
+  }
+
   /** Stable machine-readable code, e.g. `ERR_CONSUL_ACL`. */
   readonly code: ErrorCodeValue;
   /** HTTP status of the answer that caused the error, if any. */
@@ -140,6 +164,16 @@ export function errorTypeOf(code: ErrorCodeValue): ErrorType {
  * `TypeError` (as p-retry and Node's own APIs do) that carries the offending option's path.
  */
 export class InvalidOptionError extends TypeError {
+  /** True for errors of this class from any copy of the package. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return branded(value, kInvalidOptionError);
+  }
+
+  /** The brand `instanceof` checks: the same symbol in every copy of the package. */
+  get [kInvalidOptionError](): true {
+    return true;
+  }
+
   readonly code = ErrorCode.INVALID_OPTION;
   /** The dotted path of the invalid option, e.g. `consul.waitMs`. */
   readonly option: string;
@@ -154,7 +188,10 @@ export class InvalidOptionError extends TypeError {
   }
 }
 
-/** True if `value` is a {@link WorkerResolverError} with the given code (or any code). */
+/**
+ * True if `value` is a {@link WorkerResolverError} with the given code (or any code), from this
+ * or any other copy of the package.
+ */
 export function isWorkerResolverError(value: unknown, code?: ErrorCodeValue): value is WorkerResolverError {
   return value instanceof WorkerResolverError && (code === undefined || value.code === code);
 }
