@@ -1,11 +1,11 @@
 /** An Engine driven by fake sources on a manual clock, with test defaults any test can override. */
 import { Engine } from '../../src/engine.js';
 import type { EngineConfig } from '../../src/engine.js';
-import type { FailoverEvent, GuardEvent, Logger, PublishEvent, StaleEvent } from '../../src/events.js';
+import type { FailoverEvent, GuardEvent, PublishEvent, StaleEvent } from '../../src/events.js';
+import { silentLogger } from './dev-workers.js';
 import { FakeSource } from './fake-source.js';
 import { ManualClock } from './manual-clock.js';
 
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export interface EngineHarness {
   readonly engine: Engine;

@@ -13,19 +13,10 @@ import { httpGet, runCli, within } from '../fixtures/cli-http.js';
 import type { CliProcess } from '../fixtures/cli-http.js';
 import { freeTcpPort as freePort } from '../helpers/ports.js';
 import { waitFor } from '../helpers/wait.js';
+import { registerWorker } from '../helpers/dev-workers.js';
 
 const TOKEN = 'c0ffee00-5ec2-e7e7-0ken-000000000001';
 const ERROR_LINE = /^worker-resolver: .+ \(ERR_[A-Z_]+\)$/;
-
-function register(consul: ConsulDevServer, n: number): void {
-  consul.registerService({
-    Name: 'worker',
-    ID: `worker-${n}`,
-    Address: `127.0.1.${n}`,
-    Port: 9000 + n,
-    Check: { CheckID: `check-${n}`, TTL: '1h', Status: 'passing' },
-  });
-}
 
 /** Waits for a log line with this message; fails with the process's stderr. */
 async function waitForLog(cli: CliProcess, msg: string): Promise<void> {
@@ -62,8 +53,8 @@ describe('worker-resolver serve', () => {
 
   before(async () => {
     consul = await ConsulDevServer.start({ dns: false, aclToken: TOKEN });
-    register(consul, 1);
-    register(consul, 2);
+    registerWorker(consul, 1);
+    registerWorker(consul, 2);
   });
   after(async () => {
     for (const cli of running) if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
@@ -91,7 +82,7 @@ describe('worker-resolver serve', () => {
     const poll = httpGet(`${url}/v1/workers?index=${body.index}&wait=60s`);
     await waitFor(() => consul.openLongPolls() >= 1, 'the resolver to hold its own long poll');
     await new Promise((resolve) => setTimeout(resolve, 100));
-    register(consul, 3);
+    registerWorker(consul, 3);
     const woken = await within(poll, 10_000, 'the long poll');
     const next = JSON.parse(woken.body) as { index: number; workers: unknown[] };
     assert.ok(next.index > body.index);

@@ -12,18 +12,7 @@ import { runCli, within } from '../fixtures/cli-http.js';
 import type { CliProcess } from '../fixtures/cli-http.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import { freePorts, freeTcpPort } from '../helpers/ports.js';
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-
-function register(consul: ConsulDevServer, n: number): void {
-  consul.registerService({
-    Name: 'worker',
-    ID: `worker-${n}`,
-    Address: `127.0.1.${n}`,
-    Port: 9000 + n,
-    Check: { CheckID: `check-${n}`, TTL: '1h', Status: 'passing' },
-  });
-}
+import { registerWorker, silentLogger } from '../helpers/dev-workers.js';
 
 function lines(cli: CliProcess): string[] {
   return cli
@@ -39,7 +28,7 @@ async function exercise(cli: CliProcess, consul: ConsulDevServer): Promise<void>
   assert.match(initial ?? '', /^\S+Z version=\d+ source=consul stale=false workers=2 /);
   assert.match(initial ?? '', / \+http:\/\/127\.0\.1\.1:9001\/ \+http:\/\/127\.0\.1\.2:9002\/$/);
 
-  register(consul, 3);
+  registerWorker(consul, 3);
   await waitFor(() => lines(cli).length >= 2, 'a line for the added worker');
   assert.match(lines(cli)[1] ?? '', / workers=3 \+http:\/\/127\.0\.1\.3:9003\/$/);
 
@@ -61,8 +50,8 @@ describe('worker-resolver watch (not a terminal)', () => {
   after(() => consul.stop());
 
   it('prints the initial set and one line per added or removed worker, following Consul', async () => {
-    register(consul, 1);
-    register(consul, 2);
+    registerWorker(consul, 1);
+    registerWorker(consul, 2);
     const cli = runCli(['watch', '--service', 'worker', '--consul', consul.httpAddr, '--min-publish-interval', '0ms']);
     try {
       await exercise(cli, consul);
@@ -74,14 +63,14 @@ describe('worker-resolver watch (not a terminal)', () => {
   });
 
   it('follows a running sidecar through its long-poll API with --sidecar', async () => {
-    register(consul, 1);
-    register(consul, 2);
+    registerWorker(consul, 1);
+    registerWorker(consul, 2);
     const resolver = createWorkerResolver({
       service: 'worker',
       consul: { address: consul.httpAddr },
       minPublishIntervalMs: 0,
       env: {},
-      logger: silent,
+      logger: silentLogger,
     });
     await resolver.ready({ timeoutMs: 10_000 });
     const sidecar = await startSidecar({ resolver, port: 0 });
@@ -120,7 +109,7 @@ describe('worker-resolver watch through outages', () => {
       await delay(1500);
       assert.equal(cli.child.exitCode, null, `watch exited during the outage:\n${cli.stderr()}`);
       consul = await ConsulDevServer.start({ dns: false, port });
-      register(consul, 1);
+      registerWorker(consul, 1);
       await waitFor(() => lines(cli).length >= 1, `the first line once Consul is up:\n${cli.stderr()}`, 40_000);
       assert.match(lines(cli)[0] ?? '', / workers=1 \+http:\/\/127\.0\.1\.1:9001\/$/);
       cli.child.kill('SIGINT');

@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 import { createWorkerResolver } from '../../src/index.js';
 import type { DiscoveringWorkerResolver, WorkerSnapshot } from '../../src/index.js';
 import { waitFor } from '../helpers/wait.js';
+import { silentLogger } from '../helpers/dev-workers.js';
 
 interface Reply {
   readonly status?: number;
@@ -71,7 +72,6 @@ async function scriptedConsul(
   };
 }
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const hosts = (s: WorkerSnapshot): string[] => s.urls.map((u) => u.hostname);
 
 describe('Consul followers: older answers, backwards indexes, lost leaders', () => {
@@ -88,7 +88,7 @@ describe('Consul followers: older answers, backwards indexes, lost leaders', () 
     resolver = createWorkerResolver({
       service: 'worker',
       env: {},
-      logger: silent,
+      logger: silentLogger,
       minPublishIntervalMs: 0,
       massFailureGuard: false,
       ...(registry === undefined ? {} : { registry }),

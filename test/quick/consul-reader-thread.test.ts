@@ -27,6 +27,7 @@ import { ConsulSource } from '../../src/consul/source.js';
 import type { SourceOutcome } from '../../src/source.js';
 import { ConsulDevServer } from '../../src/testing/index.js';
 import { waitFor } from '../helpers/wait.js';
+import { silentLogger } from '../helpers/dev-workers.js';
 
 const policy: ConsulWorkerPolicy = {
   taggedAddress: undefined,
@@ -47,8 +48,6 @@ const query: HealthQuery = {
   partition: undefined,
   consistency: 'default',
 };
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-
 /** An engine over one Consul source: no DNS, no guard, no damping, real time. */
 function threadEngine(source: ConsulSource, observers: ResolverObserver[] = []): Engine {
   return new Engine({
@@ -62,7 +61,7 @@ function threadEngine(source: ConsulSource, observers: ResolverObserver[] = []):
     guard: undefined,
     minPublishIntervalMs: 0,
     clock: systemClock,
-    logger: silent,
+    logger: silentLogger,
     observers,
   });
 }

@@ -11,7 +11,6 @@ import http from 'node:http';
 import type net from 'node:net';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
-import type { Logger } from '../../src/events.js';
 import { Planner } from '../../src/planner-instrumented.js';
 import { createResolverMetrics } from '../../src/metrics.js';
 import type { ResolverMetrics } from '../../src/metrics.js';
@@ -26,11 +25,10 @@ import { PrometheusProcess, promtool } from '../helpers/prometheus.js';
 import type { PromSample } from '../helpers/prometheus.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import { freeTcpPort } from '../helpers/ports.js';
+import { silentLogger } from '../helpers/dev-workers.js';
 
 const JOB = 'worker-resolver';
 const SERVICE = 'worker';
-const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} };
-
 /** Panels whose queries must return real numbers after the scenario (docs/design.md §7 "important ones"). */
 const IMPORTANT = new Set([
   'Workers now',
@@ -87,7 +85,7 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
       massFailureGuard: false,
       env: {},
       observers: [metrics, tracing],
-      logger: silent,
+      logger: silentLogger,
     });
     metrics.attach(() => resolver.snapshot());
     await resolver.ready({ timeoutMs: 10_000 });
@@ -101,7 +99,7 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
       consul: { address: `127.0.0.1:${await freeTcpPort()}`, backoff: { baseMs: 200, capMs: 1000 } },
       env: {},
       registry: brokenRegistry,
-      logger: silent,
+      logger: silentLogger,
     });
     brokenServer = http.createServer((_req, res) => {
       brokenRegistry.metrics().then(

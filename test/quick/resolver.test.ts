@@ -15,20 +15,7 @@ import { waitFor } from '../helpers/wait.js';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Registry, register as globalRegistry } from 'prom-client';
 import { freeTcpPort as closedPort } from '../helpers/ports.js';
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
-
-function registerWorkers(consul: ConsulDevServer, count: number): void {
-  for (let n = 1; n <= count; n += 1) {
-    consul.registerService({
-      Name: 'worker',
-      ID: `worker-${n}`,
-      Address: `127.0.1.${n}`,
-      Port: 9000 + n,
-      Check: { CheckID: `check-${n}`, TTL: '1h', Status: 'passing' },
-    });
-  }
-}
+import { registerWorkers, silentLogger } from '../helpers/dev-workers.js';
 
 describe('createWorkerResolver', () => {
   let consul: ConsulDevServer;
@@ -56,7 +43,7 @@ describe('createWorkerResolver', () => {
       service: 'worker',
       consul: { address: `127.0.0.1:${await closedPort()}`, backoff: { baseMs: 10, capMs: 50 } },
       env: {},
-      logger: silent,
+      logger: silentLogger,
     });
     await assert.rejects(r.ready({ timeoutMs: 200 }), (err) => isWorkerResolverError(err, ErrorCode.READY_TIMEOUT));
     await r.close();
@@ -67,7 +54,7 @@ describe('createWorkerResolver', () => {
       service: 'worker',
       consul: { address: `127.0.0.1:${await closedPort()}` },
       env: {},
-      logger: silent,
+      logger: silentLogger,
     });
     const pending = r.ready();
     const controller = new AbortController();
@@ -122,7 +109,7 @@ describe('createWorkerResolver', () => {
       failoverAfter: 2,
       minPublishIntervalMs: 0,
       env: {},
-      logger: silent,
+      logger: silentLogger,
       observers: [{ onFailover: (e) => failovers.push(e) }],
     });
     await r.ready({ timeoutMs: 5000 });

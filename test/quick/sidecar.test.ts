@@ -17,8 +17,7 @@ import { httpGet, within } from '../fixtures/cli-http.js';
 import { promtool } from '../helpers/prometheus.js';
 import { waitFor } from '../helpers/wait.js';
 import { freeTcpPort as closedPort } from '../helpers/ports.js';
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silentLogger } from '../helpers/dev-workers.js';
 
 function register(consul: ConsulDevServer, n: number): void {
   consul.registerService({
@@ -58,7 +57,7 @@ describe('sidecar', () => {
       env: {},
       registry,
       minPublishIntervalMs: 0,
-      logger: silent,
+      logger: silentLogger,
     });
     await resolver.ready({ timeoutMs: 10_000 });
     sidecar = await startSidecar({ resolver, port: 0, registry });
@@ -169,14 +168,14 @@ describe('sidecar', () => {
       service: 'worker',
       consul: { address: `127.0.0.1:${await closedPort()}`, backoff: { baseMs: 1000, capMs: 1000 } },
       env: {},
-      logger: silent,
+      logger: silentLogger,
     });
     const stale = createWorkerResolver({
       service: 'worker',
       consul: { address: consul.httpAddr },
       maxStalenessMs: 200,
       env: {},
-      logger: silent,
+      logger: silentLogger,
     });
     const a = await startSidecar({ resolver: never, port: 0 });
     const b = await startSidecar({ resolver: stale, port: 0 });
@@ -224,7 +223,7 @@ describe('sidecar', () => {
       service: 'worker',
       consul: { address: `127.0.0.1:${(slow.address() as AddressInfo).port}` },
       env: {},
-      logger: silent,
+      logger: silentLogger,
       minPublishIntervalMs: 0,
     });
     const c = await startSidecar({ resolver: late, port: 0 });
@@ -315,7 +314,7 @@ describe('sidecar: a large /v1/workers body (700 workers, over 64 KiB)', () => {
       consul: { address: consul.httpAddr },
       env: {},
       minPublishIntervalMs: 0,
-      logger: silent,
+      logger: silentLogger,
     });
     const sidecar = await startSidecar({ resolver, port: 0 });
     try {

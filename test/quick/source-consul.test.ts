@@ -5,8 +5,7 @@ import { createWorkerResolver } from '../../src/index.js';
 import type { DiscoveringWorkerResolver, RefreshEvent, SourceFailure, WorkerResolverOptions } from '../../src/index.js';
 import { ErrorCode } from '../../src/errors.js';
 import { delay, waitFor } from '../helpers/wait.js';
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silentLogger } from '../helpers/dev-workers.js';
 
 interface Ctx {
   consul: ConsulDevServer;
@@ -34,7 +33,7 @@ function start(ctx: Ctx, options: Partial<WorkerResolverOptions> & { consul?: Wo
     service: 'worker',
     minPublishIntervalMs: 0,
     massFailureGuard: false,
-    logger: silent,
+    logger: silentLogger,
     env: {},
     observers: [{ onRefresh: (e) => ctx.refreshes.push(e) }],
     ...options,
@@ -380,7 +379,7 @@ describe('Consul source against the Consul dev server', () => {
       const r = createWorkerResolver({
         service: 'worker',
         env: {},
-        logger: silent,
+        logger: silentLogger,
         minPublishIntervalMs: 0,
         observers: [{ onRefresh: (e) => ctx.refreshes.push(e) }],
         consul: { address: acl.httpAddr, backoff: { baseMs: 20, capMs: 50 }, aclRetryMs: 50 },
@@ -395,7 +394,7 @@ describe('Consul source against the Consul dev server', () => {
       const ok = createWorkerResolver({
         service: 'worker',
         env: {},
-        logger: silent,
+        logger: silentLogger,
         consul: { address: acl.httpAddr, token: 'mgmt-token-7777' },
       });
       try {

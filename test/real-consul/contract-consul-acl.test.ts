@@ -12,8 +12,8 @@ import { backends } from '../helpers/contract-backends.js';
 import type { Backend } from '../helpers/contract-backends.js';
 import type { AclToken, ConsulResponse } from '../helpers/consul-api.js';
 import { waitFor } from '../helpers/wait.js';
+import { silentLogger } from '../helpers/dev-workers.js';
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const FILTERED = 'x-consul-results-filtered-by-acls';
 
 for (const factory of backends) {
@@ -126,14 +126,14 @@ for (const factory of backends) {
       const ok = createWorkerResolver({
         service: 'acl-svc',
         consul: { address: backend.address, token: full.SecretID },
-        logger: silent,
+        logger: silentLogger,
         env: {},
       });
       const failures: SourceFailure[] = [];
       const filtered = createWorkerResolver({
         service: 'acl-svc',
         consul: { address: backend.address, token: serviceOnly.SecretID, aclRetryMs: 60_000 },
-        logger: silent,
+        logger: silentLogger,
         env: {},
         observers: [{ onRefresh: (e) => (e.outcome.ok ? undefined : failures.push(e.outcome)) }],
       });

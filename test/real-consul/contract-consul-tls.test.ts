@@ -11,8 +11,7 @@ import type { Backend } from '../helpers/contract-backends.js';
 import { makeTestPki } from '../helpers/certs.js';
 import type { TestPki } from '../helpers/certs.js';
 import { waitFor } from '../helpers/wait.js';
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silentLogger } from '../helpers/dev-workers.js';
 
 for (const factory of backends) {
   describe(`contract: mTLS on the HTTPS port (${factory.name})`, { timeout: 120_000 }, () => {
@@ -41,7 +40,7 @@ for (const factory of backends) {
       const resolver = createWorkerResolver({
         service: 'secure',
         consul: { address: backend.address, tls, backoff: { baseMs: 50, capMs: 200 } },
-        logger: silent,
+        logger: silentLogger,
         env: {},
         observers: [{ onRefresh: (e) => (e.outcome.ok ? undefined : failures.push(e.outcome)) }],
       });
@@ -53,7 +52,7 @@ for (const factory of backends) {
       const resolver = createWorkerResolver({
         service: 'secure',
         consul: { address: backend.address, tls: { ca: pki.ca, cert: pki.clientCert, key: pki.clientKey } },
-        logger: silent,
+        logger: silentLogger,
         env: {},
       });
       try {

@@ -10,15 +10,14 @@ import type { DiscoveringWorkerResolver, WorkerResolverOptions } from '../../src
 import { backends } from '../helpers/contract-backends.js';
 import type { Backend } from '../helpers/contract-backends.js';
 import { waitFor } from '../helpers/wait.js';
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+import { silentLogger } from '../helpers/dev-workers.js';
 
 for (const factory of backends) {
   describe(`contract: the resolver on ${factory.name}`, { timeout: 120_000 }, () => {
     let backend: Backend;
     const open: DiscoveringWorkerResolver[] = [];
     const resolver = (options: Omit<WorkerResolverOptions, 'logger' | 'env'>): DiscoveringWorkerResolver => {
-      const r = createWorkerResolver({ logger: silent, env: {}, minPublishIntervalMs: 0, ...options });
+      const r = createWorkerResolver({ logger: silentLogger, env: {}, minPublishIntervalMs: 0, ...options });
       open.push(r);
       return r;
     };
