@@ -29,7 +29,7 @@ import type { BuiltWorkerSet, WorkerCache } from './worker-cache.js';
 import { buildWorkerSet, startBuild } from './worker-set.js';
 import type { Source, SourceAnswer, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
 
-/** A full build of at least this many candidates runs in event-loop turns (≈ 2 µs each). */
+/** A full build of at least this many candidates runs in event-loop turns (costs: docs/performance.md). */
 const SLICED_BUILD_FROM = 2_000;
 /** The work a sliced build does in one turn, in ms. */
 const BUILD_SLICE_MS = 5;

@@ -1,7 +1,10 @@
 /**
- * The sidecar's HTTP API (docs/design.md §8), usable in-process: `worker-resolver serve` runs it next
- * to a coordinator, the demo embeds it, tests start it on an ephemeral port.
+ * The sidecar's HTTP API, usable in-process: `worker-resolver serve` runs it next to a
+ * coordinator, the demo embeds it, tests start it on an ephemeral port. It serves one
+ * resolver's snapshot as `/v1/workers` (plain and long-poll, for coordinators in any language),
+ * and `/readyz`, `/healthz`, `/metrics`. The contract is docs/design.md §8.
  *
+ * ## Rules
  * - `GET /v1/workers` answers the current snapshot as JSON, with `X-Worker-Resolver-Index`.
  * - `GET /v1/workers?index=N&wait=30s` is a blocking query with Consul's rules: it answers as
  *   soon as the snapshot version is greater than N, or when the wait (plus a jitter of up to
@@ -19,13 +22,14 @@
  *   body (`stale`, `lastContactAt`), in `/v1/workers` and in `worker_resolver_snapshot_stale`.
  * - `GET /metrics`, `GET /healthz`.
  *
- * Concurrency: one `resolver.subscribe` listener wakes every held poll on each publish; each
+ * ## Concurrency
+ * One `resolver.subscribe` listener wakes every held poll on each publish; each
  * poll is answered with `res.end(body)`, which only queues bytes, so a slow reader never
  * delays the others. The JSON body is serialised and UTF-8 encoded once per snapshot object,
  * with its headers, and the same bytes are handed to every response (no per-poll stringify or
  * encode: with 1,000 polls that was 1,000 copies of the body through the encoder). The body
  * goes out as that one Buffer: Node writes header block and body with one `writev`, the body
- * without a copy (a string body costs a copy per socket: 1.6× the wake loop at 1,000 polls).
+ * without a copy (a string body costs a copy per socket; figures in docs/performance.md).
  * A poll whose client goes away is dropped on the response's `close` event, at once.
  */
 import http from 'node:http';

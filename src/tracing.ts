@@ -1,8 +1,10 @@
 /**
- * OpenTelemetry traces (docs/design.md §7), through `@opentelemetry/api` only and an injected
- * `TracerProvider`: the library never registers a global provider or context manager.
+ * OpenTelemetry traces of a resolver: an observer that turns what the engine reports (refreshes,
+ * publishes, failovers, staleness, the guard) and what the planner does into spans. It uses
+ * `@opentelemetry/api` only and an injected `TracerProvider`: the library never registers a
+ * global provider or context manager. The contract is docs/design.md §7.
  *
- * Spans:
+ * ## Spans
  *  - `worker_resolver.refresh`: one per source request the engine processed. The engine
  *    reports a request after it completed, synchronously before it diffs and publishes; the
  *    span is opened then and ended in a microtask, i.e. after that synchronous processing.
@@ -23,7 +25,8 @@
  *  - `worker_resolver.failover`, `worker_resolver.stale_change`, `worker_resolver.guard_change`.
  *  - `worker_resolver.plan_stage` and `worker_resolver.route_stage`, via the planner.
  *
- * Failures: status ERROR with the error's message (messages never contain secrets, see
+ * ## Failures
+ * Status ERROR with the error's message (messages never contain secrets, see
  * errors.ts), `error.type` = the bounded error type, and the stable code.
  */
 import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';

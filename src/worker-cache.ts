@@ -9,7 +9,8 @@ import type { WorkerCandidate } from './source.js';
 /**
  * A build's workers sorted by href, their hrefs (`hrefs[i] === workers[i].url.href`) and
  * URLs. Never changed once built, but not frozen: V8 slices a frozen array on a slow path
- * (≈ 50× slower at 10,000 elements), and the next build is made of slices of these.
+ * (much slower at 10,000 elements: docs/performance.md), and the next build is made of slices
+ * of these.
  */
 export interface SortedLists {
   readonly workers: readonly Worker[];

@@ -49,11 +49,12 @@ export type WorkerSetBuild =
   | { readonly set?: undefined; readonly steps: Generator<void, BuiltWorkerSet> };
 
 /**
- * {@link buildWorkerSet} for a caller that keeps its event loop free (the engine, for large answers: docs/performance.md):
- * an incremental build (it costs what changed) and any build of fewer than `slicedFrom`
- * candidates are done at once; a full build of more (a source's first answer: ≈ 2 µs per
- * candidate, 20 ms at 10,000) comes back as steps that yield whenever `sliceMs` of work were
- * done. The result is exactly what {@link buildWorkerSet} returns.
+ * {@link buildWorkerSet} for a caller that keeps its event loop free (the engine): an
+ * incremental build (it costs what changed) and any build of fewer than `slicedFrom`
+ * candidates are done at once; a full build of more (a source's first answer, whose cost grows
+ * with its size: docs/performance.md, "Processing at 10,000 instances") comes back as steps
+ * that yield whenever `sliceMs` of work were done. The result is exactly what
+ * {@link buildWorkerSet} returns.
  */
 export function startBuild(
   candidates: readonly WorkerCandidate[],
@@ -122,7 +123,7 @@ function* fullBuildSteps(
     }
     byHref.set(href, worker);
   }
-  // The sort and the copies (≈ 4 ms at 10,000) start a slice of their own when this one was long.
+  // The sort and the copies (several ms at 10,000) start a slice of their own when this one was long.
   if (performance.now() - sliceStart >= sliceMs / 2) yield;
   const hrefs = [...byHref.keys()].sort();
   const workers = hrefs.map((href) => byHref.get(href) as Worker);
