@@ -6,7 +6,6 @@ import { silentLogger } from './dev-workers.js';
 import { FakeSource } from './fake-source.js';
 import { ManualClock } from './manual-clock.js';
 
-
 export interface EngineHarness {
   readonly engine: Engine;
   readonly clock: ManualClock;
