@@ -102,6 +102,8 @@ export interface ErrorDetails {
   readonly retryAfterMs?: number;
   /** The underlying error (a socket error, a JSON SyntaxError, ...). */
   readonly cause?: unknown;
+  /** The connection was refused (`ECONNREFUSED`): nothing listens at the address, no request reached it. */
+  readonly refused?: boolean;
 }
 
 /** The base class of every error thrown or reported by worker-resolver. */
@@ -112,12 +114,15 @@ export class WorkerResolverError extends Error {
   readonly status: number | undefined;
   /** For 429: the delay requested by `Retry-After`, in milliseconds. */
   readonly retryAfterMs: number | undefined;
+  /** True when the connection was refused: the request never reached a server (see {@link ErrorDetails.refused}). */
+  readonly refused: boolean;
 
   constructor(code: ErrorCodeValue, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.status = details.status;
     this.retryAfterMs = details.retryAfterMs;
+    this.refused = details.refused === true;
   }
 
   override get name(): string {

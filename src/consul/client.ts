@@ -278,7 +278,7 @@ function classify(err: PapiError, where: string): WorkerResolverError {
   return new WorkerResolverError(
     ErrorCode.CONSUL_UNREACHABLE,
     `${where}: Consul unreachable (${code ?? cause.message})`,
-    { cause },
+    { cause, ...(code === 'ECONNREFUSED' ? { refused: true } : {}) },
   );
 }
 

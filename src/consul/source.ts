@@ -35,7 +35,13 @@
  *     if there is no leader, that read fails and the failure path keeps the last good set.
  * Errors back off exponentially with full jitter; a 429 waits at least its `Retry-After`;
  * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
- * adds load. The loop never throws: each request ends in exactly one outcome for the sink.
+ * adds load. A refused connection waits at most {@link REFUSED_RETRY_MS}: nothing listens
+ * (the local agent is restarting), no server saw the request, so retrying costs the cluster
+ * nothing, and the first request after the agent listens again reads it (rule 8) — within
+ * a second of its return instead of up to the backoff cap. The token bucket still paces
+ * those retries (2/s sustained by default). 429 and 5xx keep the full backoff: they are
+ * answers from a server that is busy or has no leader. The loop never throws: each request
+ * ends in exactly one outcome for the sink.
  */
 import { Backoff } from '../backoff.js';
 import type { Clock } from '../clock.js';
@@ -56,6 +62,13 @@ import { TokenBucket } from '../token-bucket.js';
  * worker thread (≈ 1,000 instances of a typical registration).
  */
 export const THREAD_THRESHOLD_BYTES = 1024 * 1024;
+
+/**
+ * The longest wait after a refused connection (nothing listens at the agent's address). With
+ * the token bucket's default pace (2/s) the loop then asks about twice a second while the
+ * agent is down, and reads it within ≈ 0.5 s of its return.
+ */
+export const REFUSED_RETRY_MS = 500;
 
 /** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
 export interface ConsulSourceConfig {
@@ -289,6 +302,7 @@ export class ConsulSource implements Source {
 
   private retryDelay(error: WorkerResolverError, backoff: Backoff): number {
     const delay = backoff.next();
+    if (error.refused) return Math.min(delay, REFUSED_RETRY_MS);
     if (error.code === ErrorCode.CONSUL_RATE_LIMITED) return Math.max(delay, error.retryAfterMs ?? 0);
     if (error.code === ErrorCode.CONSUL_ACL) return Math.max(delay, this.config.aclRetryMs);
     return delay;
