@@ -315,8 +315,14 @@ export class DevAgent {
       if (status === 'critical' || (status === 'warning' && opts.includeWarning !== true)) continue;
       out.push({
         node: entry.Node.Node,
-        nodeAddress: entry.Node.Address,
-        serviceAddress: entry.Service.Address,
+        // Consul's DNS translation (`TranslateAddress` / `TranslateServiceAddress`, local
+        // datacenter): the `lan_ipv6`, then `lan_ipv4` tagged address, then the plain address.
+        nodeAddress:
+          entry.Node.TaggedAddresses['lan_ipv6'] || entry.Node.TaggedAddresses['lan_ipv4'] || entry.Node.Address,
+        serviceAddress:
+          entry.Service.TaggedAddresses?.['lan_ipv6']?.Address ||
+          entry.Service.TaggedAddresses?.['lan_ipv4']?.Address ||
+          entry.Service.Address,
         port: entry.Service.Port,
         weight: status === 'warning' ? entry.Service.Weights.Warning : entry.Service.Weights.Passing,
         datacenter: entry.Node.Datacenter,
