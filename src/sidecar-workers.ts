@@ -7,6 +7,7 @@
  */
 import { parseDuration } from './duration.js';
 import type { Worker, WorkerSnapshot } from './snapshot.js';
+import type { ConsulLeaderState } from './source.js';
 
 /** Consul's default blocking wait. */
 const DEFAULT_WAIT_MS = 300_000;
@@ -26,6 +27,8 @@ export const NOT_READY_BODY = `${JSON.stringify({
 /** `/v1/workers` for one snapshot, built once and sent to every poll it answers. */
 export interface WorkersAnswer {
   readonly snapshot: WorkerSnapshot;
+  /** The Consul leader state in the body (it changes without a publish: a new state is a new body, same index). */
+  readonly leader: ConsulLeaderState | undefined;
   /** The JSON body, UTF-8. */
   readonly body: Buffer;
   /** Headers for `writeHead`, as a flat name/value list. */
@@ -33,10 +36,11 @@ export interface WorkersAnswer {
 }
 
 /** The answer to `/v1/workers` for a snapshot of version ≥ 1 (before, the answer is a 503). */
-export function workersAnswer(snapshot: WorkerSnapshot): WorkersAnswer {
-  const body = Buffer.from(workersBody(snapshot));
+export function workersAnswer(snapshot: WorkerSnapshot, leader: ConsulLeaderState | undefined): WorkersAnswer {
+  const body = Buffer.from(workersBody(snapshot, leader));
   return {
     snapshot,
+    leader,
     body,
     headers: [
       'Content-Type',
@@ -68,13 +72,33 @@ function workerEntry(w: Worker): string {
   return json;
 }
 
-/** The JSON body of `/v1/workers`: `{"index","source","stale","updatedAt","workers":[…]}` and a newline. */
-function workersBody(s: WorkerSnapshot): string {
+/**
+ * `consulLeader` of the `/v1/workers` and `/readyz` bodies: `{"leader":"known"|"none"|"unknown",
+ * "lastContactSeconds","checkedAt"}` — "no leader / last contact N s" during a quorum loss.
+ */
+export function leaderJson(leader: ConsulLeaderState): {
+  leader: ConsulLeaderState['leader'];
+  lastContactSeconds: number;
+  checkedAt: string;
+} {
+  return {
+    leader: leader.leader,
+    lastContactSeconds: Math.round(leader.lastContactMs / 1000),
+    checkedAt: new Date(leader.checkedAt).toISOString(),
+  };
+}
+
+/**
+ * The JSON body of `/v1/workers`: `{"index","source","stale","updatedAt"[,"consulLeader"],"workers":[…]}`
+ * and a newline (`consulLeader` once the resolver has a Consul leader state).
+ */
+function workersBody(s: WorkerSnapshot, leader: ConsulLeaderState | undefined): string {
   const head = JSON.stringify({
     index: s.version,
     source: s.source,
     stale: s.stale,
     updatedAt: new Date(s.updatedAt).toISOString(),
+    ...(leader === undefined ? {} : { consulLeader: leaderJson(leader) }),
   });
   return `${head.slice(0, -1)},"workers":[${s.workers.map(workerEntry).join(',')}]}\n`;
 }

@@ -78,7 +78,7 @@ export type ReaderReply =
       readonly message: string;
       readonly status?: number;
       readonly retryAfterMs?: number;
-      readonly refused?: boolean;
+      readonly reachedNoServer?: boolean;
     };
 
 interface Pending {
@@ -245,7 +245,7 @@ export class ConsulReaderThread implements ConsulReader {
       const details = {
         ...(m.status === undefined ? {} : { status: m.status }),
         ...(m.retryAfterMs === undefined ? {} : { retryAfterMs: m.retryAfterMs }),
-        ...(m.refused === true ? { refused: true } : {}),
+        ...(m.reachedNoServer === true ? { reachedNoServer: true } : {}),
       };
       return this.settle(m.id, new WorkerResolverError(m.code as ErrorCodeValue, m.message, details));
     }

@@ -45,6 +45,12 @@ export class DevAgent {
   readonly state = new ConsulState();
   /** TTL timers and HTTP/TCP probes of agent-registered checks. */
   readonly runner: CheckRunner;
+  /**
+   * When the (simulated) cluster lost its leader (epoch ms); undefined while it has one. Without
+   * a leader `/v1/status/leader` answers `""`, reads that need the leader a 500 "No cluster
+   * leader", and stale reads `X-Consul-KnownLeader: false` with the time since the loss.
+   */
+  leaderLostAt: number | undefined;
 
   constructor(readonly options: DevAgentOptions) {
     this.runner = new CheckRunner((node, checkId, status, output) => {
