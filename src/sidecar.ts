@@ -44,6 +44,7 @@ import {
   NOT_READY_BODY,
   NOT_READY_RETRY_AFTER_S,
   leaderJson,
+  leaderText,
   parseWorkersQuery,
   workersAnswer,
 } from './sidecar-workers.js';
@@ -287,7 +288,9 @@ class SidecarServer implements Sidecar {
       return this.sendJson(res, 503, NOT_READY_BODY);
     }
     const leader = this.options.resolver.consulLeader();
-    if (this.cache?.snapshot !== snapshot || this.cache.leader !== leader) this.cache = workersAnswer(snapshot, leader);
+    if (this.cache?.snapshot !== snapshot || this.cache.leader !== leaderText(leader)) {
+      this.cache = workersAnswer(snapshot, leader);
+    }
     if (res.destroyed) return;
     res.writeHead(200, this.cache.headers as string[]);
     res.end(this.cache.body);

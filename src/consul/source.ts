@@ -62,7 +62,7 @@ import { AutoConsulReader } from './reader-auto.js';
 import { InThreadConsulReader } from './reader.js';
 import type { ConsulReader } from './reader.js';
 import { ErrorCode, WorkerResolverError } from '../errors.js';
-import type { ConsulLeaderState, RequestInfo, Source, SourceSink, WorkerCandidate } from '../source.js';
+import type { CandidateEdit, ConsulLeaderState, RequestInfo, Source, SourceSink, WorkerCandidate } from '../source.js';
 import { TokenBucket } from '../token-bucket.js';
 
 /**
@@ -122,6 +122,8 @@ export function nextIndex(previous: number, answered: number): number {
 /** One request's answer, before it becomes a {@link SourceAnswer}. */
 interface Attempt {
   readonly workers: WorkerCandidate[];
+  /** The reader thread's edit of its previous answer (see `CandidateEdit`). */
+  readonly edit?: CandidateEdit;
   readonly rejected: number;
   readonly index: number;
   readonly unchanged: boolean;
@@ -230,9 +232,21 @@ export class ConsulSource implements Source {
         continue;
       }
       backoff.reset();
-      // The answering server's leader headers served rule 10; the leader state travels apart.
-      const { sameBody, knownLeader: _k, lastContactMs: _l, ...answer } = result;
-      sink.onOutcome({ ok: true, source: 'consul', ...answer, durationMs, blocking, request });
+      // The answering server's leader headers served rule 10 only; the leader state travels apart.
+      sink.onOutcome({
+        ok: true,
+        source: 'consul',
+        workers: result.workers,
+        ...(result.edit === undefined ? {} : { edit: result.edit }),
+        rejected: result.rejected,
+        index: result.index,
+        unchanged: result.unchanged,
+        ...(result.reread === undefined ? {} : { reread: result.reread }),
+        durationMs,
+        blocking,
+        request,
+      });
+      const sameBody = result.sameBody;
       if (!result.unchanged || sameBody === true) {
         index = nextIndex(index, result.index);
         lastIndex = result.index;
