@@ -77,6 +77,8 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
   const published: number[] = [];
   /** Wall-clock times of the resolver's successful and failed Consul requests, in order. */
   const consulOutcomes: { at: number; outcome: SourceOutcome }[] = [];
+  /** Every leader state the resolver learned (wall-clock time, state). */
+  const leaderStates: { at: number; leader: string }[] = [];
 
   before(async () => {
     const t0 = Date.now();
@@ -87,6 +89,9 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
     const recorder: ResolverObserver = {
       onRefresh: ({ outcome }) => {
         if (outcome.source === 'consul') consulOutcomes.push({ at: Date.now(), outcome });
+      },
+      onConsulLeader: ({ state }) => {
+        leaderStates.push({ at: Date.now(), leader: state.leader });
       },
     };
     observed = observedResolver({
@@ -282,6 +287,8 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
     }
     assert.ok(elected !== undefined, 'a new leader within 60 s');
     record(`leader kill → new leader seen through a client agent: ${Date.now() - killedAt} ms`);
+    const during = leaderStates.filter((s) => s.at >= killedAt).map((s) => s.leader);
+    record(`leader kill: the resolver's leader checks during the election said ${[...new Set(during)].join(', ')}`);
     const before = observed.resolver.snapshot().workers.length;
     await addWorker(remote, 5);
     await waitFor(
@@ -294,13 +301,18 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
   });
 
   it('quorum loss: no leader / last contact N s within 60 s in metrics, body and log; last good set, /readyz 200; cleared within 60 s', async () => {
+    await waitFor(() => observed.resolver.consulLeader()?.leader === 'known', 'a leader before the loss', 60_000);
     const leader = (await cluster.leader()) ?? cluster.servers[0];
     const other = cluster.servers.find((s) => s !== leader) ?? cluster.servers[1];
     const kept = observed.resolver.snapshot().urls;
     await Promise.all([leader.kill('SIGKILL'), other.kill('SIGKILL')]);
     const lostAt = Date.now();
-    await waitFor(() => observed.resolver.consulLeader()?.leader === 'none', 'the resolver to see no leader', 60_000);
-    record(`quorum loss → resolver reports no leader: ${Date.now() - lostAt} ms`);
+    await waitFor(
+      () => leaderStates.some((s) => s.at >= lostAt && s.leader === 'none'),
+      'the resolver to see no leader',
+      60_000,
+    );
+    record(`quorum loss → resolver reports no leader: ${Date.now() - lostAt} ms (leader checks every 1 s)`);
     await waitFor(() => (observed.resolver.consulLeader()?.lastContactMs ?? 0) >= 2000, 'last contact to grow', 30_000);
     assert.equal(await gauge(observed, 'worker_resolver_consul_known_leader'), 0);
     assert.ok(((await gauge(observed, 'worker_resolver_consul_last_contact_seconds')) ?? 0) >= 2);
@@ -317,10 +329,13 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
     );
     assert.equal(observed.resolver.snapshot().urls, kept, 'the same set, not republished');
 
+    const restarting = Date.now();
     await Promise.all([leader.restart({ dataDir: 'same' }), other.restart({ dataDir: 'same' })]);
     const backAt = Date.now();
-    await waitFor(() => observed.resolver.consulLeader()?.leader === 'known', 'the leader back', 60_000);
-    record(`quorum back (servers ready) → resolver reports a leader: ${Date.now() - backAt} ms`);
+    await waitFor(() => leaderStates.some((s) => s.at >= backAt && s.leader === 'known'), 'the leader back', 60_000);
+    record(
+      `quorum back: servers restarted and elected in ${backAt - restarting} ms; then the resolver reported a leader after ${Date.now() - backAt} ms`,
+    );
     assert.equal(await gauge(observed, 'worker_resolver_consul_known_leader'), 1);
     assert.ok(observed.logs.some((l) => /has a leader again/.test(l.message)));
   });
