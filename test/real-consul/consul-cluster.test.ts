@@ -221,7 +221,9 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
 
   for (const dataDir of ['same', 'fresh'] as const) {
     it(`client agent restart (${dataDir} data dir): read again within a second of answering; refused waits <= 500 ms`, async () => {
-      const runs = 3;
+      // 3 runs per data-dir mode keep the file short; WORKER_RESOLVER_RESTART_RUNS=20 is the
+      // measurement written down in docs/reference.md.
+      const runs = Number(process.env['WORKER_RESOLVER_RESTART_RUNS'] ?? 3);
       const catchUps: number[] = [];
       for (let run = 0; run < runs; run++) {
         await local.kill('SIGKILL');
@@ -249,12 +251,14 @@ describe('a production-shaped Consul: 3 servers, 2 client agents', { timeout: 90
         await waitFor(() => answeredAt !== undefined, 'the agent to answer a health read', 60_000);
         polling = false;
         await poller;
+        // The resolver may read the agent before the poller sees it answer (then its next request is
+        // a long poll): the first success after the kill is the one that counts.
         await waitFor(
-          () => consulOutcomes.some((o) => o.at >= (answeredAt ?? 0) && o.outcome.ok),
+          () => consulOutcomes.some((o) => o.at >= killedAt && o.outcome.ok),
           'the resolver to read the agent again',
           60_000,
         );
-        const firstOk = consulOutcomes.find((o) => o.outcome.ok && o.at >= killedAt + 3000)?.at ?? Date.now();
+        const firstOk = consulOutcomes.find((o) => o.outcome.ok && o.at >= killedAt)?.at ?? Date.now();
         catchUps.push(Math.max(0, firstOk - (answeredAt ?? firstOk)));
         // Every failure while the agent was down waited at most 500 ms before the next try.
         const during = consulOutcomes.filter((o) => o.at >= killedAt && o.at <= firstOk && !o.outcome.ok);
