@@ -35,7 +35,7 @@
  */
 import type { Clock, TimerHandle } from '../clock.js';
 import type { ConsulLeaderState } from '../source.js';
-import { WorkerResolverError } from '../errors.js';
+import { ErrorCode, WorkerResolverError } from '../errors.js';
 import type { ConsulHealthClient } from './client.js';
 
 /** Default time between two checks. */
@@ -136,7 +136,7 @@ export class ConsulLeaderWatch {
       result = await client.leader(this.config.timeoutMs, signal);
     } catch (err) {
       result =
-        err instanceof WorkerResolverError ? err : new WorkerResolverError('ERR_CONSUL_UNREACHABLE', String(err));
+        err instanceof WorkerResolverError ? err : new WorkerResolverError(ErrorCode.CONSUL_UNREACHABLE, String(err));
     }
     if (signal.aborted) return;
     this.state = nextLeaderState(result, this.state, startedAt, this.config.clock.now());
