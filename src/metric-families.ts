@@ -277,8 +277,8 @@ export function familiesOf(registry: Registry): Families {
 /**
  * Sets every series of `service` known up front to 0, once per service and registry; false
  * if that was done already. `worker_resolver_consul_known_leader` and `_last_contact_seconds`
- * stay absent until Consul answers: a 0 would read as "no leader" / "in touch" before
- * anything is known. The fallback gauge is its caller's.
+ * stay absent until the first leader check (consul/leader.ts): a 0 would read as "no leader" /
+ * "in touch" before anything is known. The fallback gauge is its caller's.
  */
 export function initialiseSeries(m: Families, service: string): boolean {
   if (m.initialised.has(service)) return false;
