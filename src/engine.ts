@@ -27,12 +27,22 @@ import type { WorkerSnapshot } from './snapshot.js';
 import { finishInTurns } from './event-loop-turns.js';
 import type { BuiltWorkerSet, WorkerCache } from './worker-cache.js';
 import { buildWorkerSet, startBuild } from './worker-set.js';
-import type { Source, SourceAnswer, SourceKind, SourceOutcome, WorkerCandidate } from './source.js';
+import type {
+  ConsulLeaderState,
+  Source,
+  SourceAnswer,
+  SourceKind,
+  SourceOutcome,
+  SourceSink,
+  WorkerCandidate,
+} from './source.js';
 
 /** A full build of at least this many candidates runs in event-loop turns (costs: docs/performance.md). */
 const SLICED_BUILD_FROM = 2_000;
 /** The work a sliced build does in one turn, in ms. */
 const BUILD_SLICE_MS = 5;
+/** While Consul has no leader, the warning is repeated this often (not on every check). */
+const NO_LEADER_LOG_EVERY_MS = 60_000;
 
 /** Fully resolved engine settings. */
 export interface EngineConfig {
@@ -85,8 +95,15 @@ export class Engine {
   private closed = false;
   /** Outcomes that arrived while a build ran over several turns, in order; undefined when none runs. */
   private held: SourceOutcome[] | undefined;
+  /** The latest leader state the Consul source learned; undefined before its first check (or without Consul). */
+  private leader: ConsulLeaderState | undefined;
+  /** Monotonic time of the last "no leader" log line (−∞: none yet in this episode). */
+  private noLeaderLoggedAt = Number.NEGATIVE_INFINITY;
   /** What the sources report to (one object for both, so a source never sees the engine). */
-  private readonly sink = { onOutcome: (outcome: SourceOutcome): void => this.onOutcome(outcome) };
+  private readonly sink: SourceSink = {
+    onOutcome: (outcome: SourceOutcome): void => this.onOutcome(outcome),
+    onConsulLeader: (state: ConsulLeaderState): void => this.onConsulLeader(state),
+  };
 
   constructor(config: EngineConfig) {
     this.config = config;
@@ -108,6 +125,11 @@ export class Engine {
   /** The current snapshot; replaced, never mutated. */
   get current(): WorkerSnapshot {
     return this.publisher.current;
+  }
+
+  /** The Consul cluster's leader state as last learned (consul/leader.ts); undefined before the first check or without Consul. */
+  get consulLeader(): ConsulLeaderState | undefined {
+    return this.leader;
   }
 
   /** Starts the sources (or publishes the static set when it is the only source). */
@@ -135,6 +157,38 @@ export class Engine {
     this.noContactTimer?.cancel();
     this.publisher.close();
     await Promise.all([this.config.consul?.stop(), this.config.dns?.stop(), this.stopping]);
+  }
+
+  /**
+   * Keeps the leader state apart from the snapshot (it is about the cluster, not the worker
+   * set: no publish, no new version), tells the observers, and logs: a warning when the
+   * cluster has no leader, repeated once a minute while that lasts, and a line when one is
+   * back.
+   */
+  private onConsulLeader(state: ConsulLeaderState): void {
+    if (this.closed) return;
+    const previous = this.leader;
+    this.leader = state;
+    const { logger, service, clock } = this.config;
+    const seconds = Math.round(state.lastContactMs / 1000);
+    if (state.leader === 'none') {
+      if (previous?.leader !== 'none' || clock.monotonic() - this.noLeaderLoggedAt >= NO_LEADER_LOG_EVERY_MS) {
+        this.noLeaderLoggedAt = clock.monotonic();
+        logger.warn(
+          `worker-resolver: Consul has no leader / last contact ${seconds}s (service "${service}"): ` +
+            'the last workers it agreed on are served; health changes cannot reach them until a leader is elected',
+          { service, leader: state.leader, lastContactSeconds: seconds },
+        );
+      }
+    } else if (state.leader === 'known' && previous?.leader === 'none') {
+      this.noLeaderLoggedAt = Number.NEGATIVE_INFINITY;
+      const gone = previous.lastContactMs + (state.checkedAt - previous.checkedAt);
+      logger.info(
+        `worker-resolver: Consul has a leader again (service "${service}", none seen for ≈${Math.round(gone / 1000)}s)`,
+        { service, leader: state.leader },
+      );
+    }
+    this.emit('onConsulLeader', { service, state, previous });
   }
 
   private onOutcome(outcome: SourceOutcome): void {
@@ -200,7 +254,6 @@ export class Engine {
         if (previous !== undefined) this.answers.set(source, { ...previous, index: outcome.index });
       }
       this.lastContact.set(source, this.config.clock.now());
-      if (source === 'consul') this.publisher.consulAnswered(outcome);
       const streak = this.failureStreak.get(source);
       if (streak !== undefined) {
         this.failureStreak.delete(source);

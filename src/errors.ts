@@ -102,6 +102,12 @@ export interface ErrorDetails {
   readonly retryAfterMs?: number;
   /** The underlying error (a socket error, a JSON SyntaxError, ...). */
   readonly cause?: unknown;
+  /**
+   * The request reached no Consul server, so retrying it costs the cluster nothing: the
+   * connection to the agent was refused (`ECONNREFUSED`: it is restarting), or the agent
+   * answered that it knows no server yet (`500 No known Consul servers`: it has not joined).
+   */
+  readonly reachedNoServer?: boolean;
 }
 
 /**
@@ -136,12 +142,15 @@ export class WorkerResolverError extends Error {
   readonly status: number | undefined;
   /** For 429: the delay requested by `Retry-After`, in milliseconds. */
   readonly retryAfterMs: number | undefined;
+  /** True when the request reached no Consul server (see {@link ErrorDetails.reachedNoServer}). */
+  readonly reachedNoServer: boolean;
 
   constructor(code: ErrorCodeValue, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.status = details.status;
     this.retryAfterMs = details.retryAfterMs;
+    this.reachedNoServer = details.reachedNoServer === true;
   }
 
   override get name(): string {

@@ -5,7 +5,7 @@
  * throws is isolated (logged once per event, never breaks the engine).
  */
 import type { WorkerDiff, WorkerSnapshot } from './snapshot.js';
-import type { SourceKind, SourceOutcome } from './source.js';
+import type { ConsulLeaderState, SourceKind, SourceOutcome } from './source.js';
 
 /** One completed source request (success or failure). */
 export interface RefreshEvent {
@@ -51,6 +51,14 @@ export interface GuardEvent {
   readonly kept: number;
 }
 
+/** The Consul source learned the cluster's leader state (after every check, changed or not). */
+export interface ConsulLeaderEvent {
+  readonly service: string;
+  readonly state: ConsulLeaderState;
+  /** The state before this check (undefined before the first). */
+  readonly previous: ConsulLeaderState | undefined;
+}
+
 /** Subscribes to engine events. Every callback is optional. */
 export interface ResolverObserver {
   onRefresh?(event: RefreshEvent): void;
@@ -58,6 +66,7 @@ export interface ResolverObserver {
   onFailover?(event: FailoverEvent): void;
   onStaleChange?(event: StaleEvent): void;
   onGuardChange?(event: GuardEvent): void;
+  onConsulLeader?(event: ConsulLeaderEvent): void;
 }
 
 /**

@@ -11,10 +11,18 @@ export { EMPTY_SNAPSHOT } from './snapshot.js';
 export { diffWorkers } from './worker-diff.js';
 export { ImmutableUrl, ImmutableUrlError } from './immutable-url.js';
 export type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
-export type { SourceKind, SourceOutcome, SourceAnswer, SourceFailure, WorkerStatus } from './source.js';
+export type {
+  ConsulLeaderState,
+  SourceKind,
+  SourceOutcome,
+  SourceAnswer,
+  SourceFailure,
+  WorkerStatus,
+} from './source.js';
 export type {
   FailoverEvent,
   GuardEvent,
+  ConsulLeaderEvent,
   Logger,
   PublishEvent,
   RefreshEvent,

@@ -229,13 +229,13 @@ function createFamilies(registry: Registry): Families {
     }),
     knownLeader: new Gauge({
       name: 'worker_resolver_consul_known_leader',
-      help: 'X-Consul-KnownLeader of the latest Consul answer: 0 means the cluster had no leader and stale reads may be arbitrarily old.',
+      help: 'Whether the Consul cluster has a leader, asked every consul.leaderCheckMs through the agent (GET /v1/status/leader): 1 yes, 0 no (quorum lost: the workers served are the last ones the cluster agreed on); absent while unknown (the agent did not answer).',
       labelNames: ['service'],
       registers,
     }),
     leaderContact: new Gauge({
       name: 'worker_resolver_consul_last_contact_seconds',
-      help: 'X-Consul-LastContact of the latest Consul answer: how long its server had not heard from the leader (0 on the leader).',
+      help: 'Seconds since the leader check last saw a Consul leader (0 while there is one; since the start if none was seen yet).',
       labelNames: ['service'],
       registers,
     }),
@@ -275,8 +275,8 @@ export function familiesOf(registry: Registry): Families {
 /**
  * Sets every series of `service` known up front to 0, once per service and registry; false
  * if that was done already. `worker_resolver_consul_known_leader` and `_last_contact_seconds`
- * stay absent until Consul answers: a 0 would read as "no leader" / "in touch" before
- * anything is known. The fallback gauge is its caller's.
+ * stay absent until the first leader check (consul/leader.ts): a 0 would read as "no leader" /
+ * "in touch" before anything is known. The fallback gauge is its caller's.
  */
 export function initialiseSeries(m: Families, service: string): boolean {
   if (m.initialised.has(service)) return false;

@@ -128,8 +128,6 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
       }
       m.lastContact.set({ service, source }, now() / 1000);
       if (source === 'consul') {
-        if (outcome.knownLeader !== undefined) m.knownLeader.set({ service }, outcome.knownLeader ? 1 : 0);
-        if (outcome.lastContactMs !== undefined) m.leaderContact.set({ service }, outcome.lastContactMs / 1000);
         if (outcome.reread !== undefined) m.rereads.inc({ service, reason: outcome.reread });
       }
       if (rejected > 0) m.rejected.inc({ service, source }, rejected);
@@ -155,6 +153,13 @@ export function createResolverMetrics(options: ResolverMetricsOptions): Resolver
     onGuardChange({ active }) {
       m.guard.set({ service }, active ? 1 : 0);
       if (active) m.guardHolds.inc({ service });
+    },
+    onConsulLeader({ state }) {
+      // `unknown` (the agent did not answer the check) is no claim about the leader: the series
+      // goes away rather than read as "no leader"; the failing reads have their own metrics.
+      if (state.leader === 'unknown') m.knownLeader.remove({ service });
+      else m.knownLeader.set({ service }, state.leader === 'known' ? 1 : 0);
+      m.leaderContact.set({ service }, state.lastContactMs / 1000);
     },
   };
 }

@@ -16,7 +16,7 @@ import { MassFailureGuard } from './guard.js';
 import type { GuardConfig } from './guard.js';
 import { EMPTY_SNAPSHOT, makeSnapshot } from './snapshot.js';
 import type { Worker, WorkerDiff, WorkerSnapshot } from './snapshot.js';
-import type { SourceKind, SourceOutcome } from './source.js';
+import type { SourceKind } from './source.js';
 import type { BuiltWorkerSet } from './worker-cache.js';
 import { diffWorkers, isEmptyDiff } from './worker-diff.js';
 
@@ -73,8 +73,6 @@ export class Publisher {
   private readonly guard: MassFailureGuard;
   /** Fires when a fresh snapshot would turn stale; undefined while stale, before the first publish and after close(). */
   private staleTimer: TimerHandle | undefined;
-  /** Leader headers of the latest Consul answer; carried by every Consul-sourced snapshot. */
-  private consulLeader: { readonly knownLeader?: boolean; readonly lastContactMs?: number } = {};
   /** Set by close(): nothing is published and no timer is armed afterwards. */
   private closed = false;
 
@@ -103,14 +101,6 @@ export class Publisher {
     this.guard.cancel();
     this.pending = undefined;
     this.listeners.clear();
-  }
-
-  /** Keeps the leader headers of a Consul answer for the snapshots it drives. */
-  consulAnswered(outcome: Extract<SourceOutcome, { ok: true }>): void {
-    this.consulLeader = {
-      ...(outcome.knownLeader === undefined ? {} : { knownLeader: outcome.knownLeader }),
-      ...(outcome.lastContactMs === undefined ? {} : { lastContactMs: outcome.lastContactMs }),
-    };
   }
 
   /** Publishes a set without guard (static workers: the only source, or the last resort). */
@@ -232,7 +222,6 @@ export class Publisher {
       stale: false,
       guarded: this.guard.active,
       consulIndex: next.source === 'consul' ? next.index : undefined,
-      ...(next.source === 'consul' ? this.leaderFields() : {}),
     });
     this.lastPublishAt = clock.monotonic();
     emit('onPublish', { service, snapshot: this.current, previous, diff });
@@ -271,15 +260,6 @@ export class Publisher {
       stale: change.stale ?? c.stale,
       guarded: change.guarded ?? c.guarded,
       consulIndex: change.consulIndex ?? c.consulIndex,
-      ...(c.source === 'consul' ? this.leaderFields() : {}),
     });
-  }
-
-  private leaderFields(): { consulKnownLeader?: boolean; consulLastContactMs?: number } {
-    const { knownLeader, lastContactMs } = this.consulLeader;
-    return {
-      ...(knownLeader === undefined ? {} : { consulKnownLeader: knownLeader }),
-      ...(lastContactMs === undefined ? {} : { consulLastContactMs: lastContactMs }),
-    };
   }
 }

@@ -22,6 +22,7 @@ import { MAX_TIMER_MS } from './option-checks.js';
 import { makeSnapshot } from './snapshot.js';
 import { buildWorkerSet } from './worker-set.js';
 import type { WorkerSnapshot } from './snapshot.js';
+import type { ConsulLeaderState } from './source.js';
 import { ConsulSource } from './consul/source.js';
 import { Planner } from './planner-instrumented.js';
 import { createResolverMetrics } from './metrics.js';
@@ -57,6 +58,14 @@ export interface DiscoveringWorkerResolver extends WorkerResolver {
   snapshot(): WorkerSnapshot;
   /** Calls `listener` after each publish; returns the unsubscribe function. */
   subscribe(listener: (snapshot: WorkerSnapshot) => void): () => void;
+  /**
+   * The Consul cluster's leader state as last learned (`GET /v1/status/leader` through the same
+   * agent, every `consul.leaderCheckMs`): `known`, `none` (quorum lost: the workers are the last
+   * ones the cluster agreed on) or `unknown`, and how long ago a leader was last seen.
+   * Undefined without a Consul source or before the first check. Not part of the snapshot: it
+   * is about the cluster, and changes without a publish. Observers get `onConsulLeader`.
+   */
+  consulLeader(): ConsulLeaderState | undefined;
   /** Stops everything: aborts the in-flight long poll, leaves no timer or socket. Idempotent. */
   close(): Promise<void>;
 }
@@ -130,6 +139,10 @@ class DiscoveringResolver implements DiscoveringWorkerResolver {
 
   snapshot(): WorkerSnapshot {
     return this.engine.current;
+  }
+
+  consulLeader(): ConsulLeaderState | undefined {
+    return this.engine.consulLeader;
   }
 
   subscribe(listener: (snapshot: WorkerSnapshot) => void): () => void {

@@ -7,6 +7,7 @@
  */
 import { parseDuration } from './duration.js';
 import type { Worker, WorkerSnapshot } from './snapshot.js';
+import type { ConsulLeaderState } from './source.js';
 
 /** Consul's default blocking wait. */
 const DEFAULT_WAIT_MS = 300_000;
@@ -26,6 +27,11 @@ export const NOT_READY_BODY = `${JSON.stringify({
 /** `/v1/workers` for one snapshot, built once and sent to every poll it answers. */
 export interface WorkersAnswer {
   readonly snapshot: WorkerSnapshot;
+  /**
+   * `consulLeader` as written in the body (it changes without a publish: a new value is a new
+   * body, same index). Compared by content: a healthy cluster's checks keep the same bytes.
+   */
+  readonly leader: string;
   /** The JSON body, UTF-8. */
   readonly body: Buffer;
   /** Headers for `writeHead`, as a flat name/value list. */
@@ -33,10 +39,12 @@ export interface WorkersAnswer {
 }
 
 /** The answer to `/v1/workers` for a snapshot of version ≥ 1 (before, the answer is a 503). */
-export function workersAnswer(snapshot: WorkerSnapshot): WorkersAnswer {
-  const body = Buffer.from(workersBody(snapshot));
+export function workersAnswer(snapshot: WorkerSnapshot, leader: ConsulLeaderState | undefined): WorkersAnswer {
+  const leaderJsonText = leaderText(leader);
+  const body = Buffer.from(workersBody(snapshot, leaderJsonText));
   return {
     snapshot,
+    leader: leaderJsonText,
     body,
     headers: [
       'Content-Type',
@@ -68,15 +76,36 @@ function workerEntry(w: Worker): string {
   return json;
 }
 
-/** The JSON body of `/v1/workers`: `{"index","source","stale","updatedAt","workers":[…]}` and a newline. */
-function workersBody(s: WorkerSnapshot): string {
+/**
+ * `consulLeader` of the `/v1/workers` and `/readyz` bodies: `{"leader":"known"|"none"|"unknown",
+ * "lastContactSeconds"}` — "no leader / last contact N s" during a quorum loss. No check time:
+ * a healthy cluster's body stays byte-identical from one leader check to the next.
+ */
+export function leaderJson(leader: ConsulLeaderState): {
+  leader: ConsulLeaderState['leader'];
+  lastContactSeconds: number;
+} {
+  return { leader: leader.leader, lastContactSeconds: Math.round(leader.lastContactMs / 1000) };
+}
+
+/** `consulLeader` as the body writes it ('' when there is none), for comparing answers by content. */
+export function leaderText(leader: ConsulLeaderState | undefined): string {
+  return leader === undefined ? '' : JSON.stringify(leaderJson(leader));
+}
+
+/**
+ * The JSON body of `/v1/workers`: `{"index","source","stale","updatedAt"[,"consulLeader"],"workers":[…]}`
+ * and a newline (`consulLeader` once the resolver has a Consul leader state).
+ */
+function workersBody(s: WorkerSnapshot, leader: string): string {
   const head = JSON.stringify({
     index: s.version,
     source: s.source,
     stale: s.stale,
     updatedAt: new Date(s.updatedAt).toISOString(),
   });
-  return `${head.slice(0, -1)},"workers":[${s.workers.map(workerEntry).join(',')}]}\n`;
+  const consul = leader === '' ? '' : `,"consulLeader":${leader}`;
+  return `${head.slice(0, -1)}${consul},"workers":[${s.workers.map(workerEntry).join(',')}]}\n`;
 }
 
 /** A rejected request parameter; becomes a 400. */

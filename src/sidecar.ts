@@ -47,6 +47,8 @@ import {
   JSON_CONTENT_TYPE,
   NOT_READY_BODY,
   NOT_READY_RETRY_AFTER_S,
+  leaderJson,
+  leaderText,
   parseWorkersQuery,
   workersAnswer,
 } from './sidecar-workers.js';
@@ -289,7 +291,10 @@ class SidecarServer implements Sidecar {
       res.setHeader('Retry-After', String(NOT_READY_RETRY_AFTER_S));
       return this.sendJson(res, 503, NOT_READY_BODY);
     }
-    if (this.cache?.snapshot !== snapshot) this.cache = workersAnswer(snapshot);
+    const leader = this.options.resolver.consulLeader();
+    if (this.cache?.snapshot !== snapshot || this.cache.leader !== leaderText(leader)) {
+      this.cache = workersAnswer(snapshot, leader);
+    }
     if (res.destroyed) return;
     res.writeHead(200, this.cache.headers as string[]);
     res.end(this.cache.body);
@@ -300,6 +305,8 @@ class SidecarServer implements Sidecar {
     if (s.version === 0) {
       return this.sendJson(res, 503, '{"status":"not ready","reason":"no worker snapshot yet"}\n');
     }
+    // Still 200 without a leader: the last good set is a useful answer (docs/design.md §8).
+    const leader = this.options.resolver.consulLeader();
     const body = {
       status: 'ready',
       index: s.version,
@@ -307,6 +314,7 @@ class SidecarServer implements Sidecar {
       workers: s.workers.length,
       stale: s.stale,
       lastContactAt: s.lastContactAt === 0 ? null : new Date(s.lastContactAt).toISOString(),
+      ...(leader === undefined ? {} : { consulLeader: leaderJson(leader) }),
     };
     this.sendJson(res, 200, `${JSON.stringify(body)}\n`);
   }

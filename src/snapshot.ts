@@ -41,13 +41,6 @@ export interface WorkerSnapshot {
   readonly guarded: boolean;
   /** Consul's `X-Consul-Index` of the answer behind this set (Consul source only). */
   readonly consulIndex?: number;
-  /**
-   * Consul source only: `X-Consul-KnownLeader` of the latest answer. `false` means the cluster
-   * had no leader: a stale read may then be arbitrarily old (see `consul.maxStaleMs`).
-   */
-  readonly consulKnownLeader?: boolean;
-  /** Consul source only: `X-Consul-LastContact` of the latest answer, ms since its server heard from the leader. */
-  readonly consulLastContactMs?: number;
 }
 
 /** The snapshot before anything was published: version 0, no workers, never throws on read. */
@@ -89,8 +82,6 @@ export interface SnapshotFields {
   readonly stale: boolean;
   readonly guarded: boolean;
   readonly consulIndex: number | undefined;
-  readonly consulKnownLeader?: boolean | undefined;
-  readonly consulLastContactMs?: number | undefined;
   /** Reuse this frozen URL array when the workers are unchanged (keeps `getUrls()` identity stable). */
   readonly urls?: readonly URL[];
 }
@@ -111,7 +102,5 @@ export function makeSnapshot(fields: SnapshotFields): WorkerSnapshot {
   return Object.freeze({
     ...base,
     ...(fields.consulIndex === undefined ? {} : { consulIndex: fields.consulIndex }),
-    ...(fields.consulKnownLeader === undefined ? {} : { consulKnownLeader: fields.consulKnownLeader }),
-    ...(fields.consulLastContactMs === undefined ? {} : { consulLastContactMs: fields.consulLastContactMs }),
   });
 }

@@ -86,10 +86,6 @@ export interface SourceAnswer {
   readonly rejected: number;
   /** Consul's `X-Consul-Index` for this answer (Consul only). */
   readonly index?: number;
-  /** Consul only: `X-Consul-KnownLeader` of the answer (false: the cluster had no leader). */
-  readonly knownLeader?: boolean;
-  /** Consul only: `X-Consul-LastContact`, ms since the answering server heard from the leader. */
-  readonly lastContactMs?: number;
   /**
    * Consul only: this answer is a leader re-read — of a stale/cached answer older than the
    * last one used (`older-index`), or of one from a server out of touch with the leader
@@ -144,10 +140,31 @@ export interface SourceFailure {
 /** What a source hands to the engine after each request. */
 export type SourceOutcome = SourceAnswer | SourceFailure;
 
+/**
+ * What the resolver knows of its Consul cluster's leader: learned by the Consul source apart
+ * from its answers, at a bounded rate (how, how often and why: `consul/leader.ts`). Frozen.
+ */
+export interface ConsulLeaderState {
+  /**
+   * `known`: a server reached through the agent followed a leader at `checkedAt`; `none`: the
+   * agent answered but knows no leader (quorum lost, an election, or no server reachable);
+   * `unknown`: the agent itself did not answer the check.
+   */
+  readonly leader: 'known' | 'none' | 'unknown';
+  /** When this was learned (epoch milliseconds). */
+  readonly checkedAt: number;
+  /** When a check last saw a leader (epoch milliseconds); absent if none did yet. */
+  readonly lastLeaderAt?: number;
+  /** Milliseconds since a check last saw a leader at `checkedAt` (0 while `known`; since the start if none did). */
+  readonly lastContactMs: number;
+}
+
 /** The engine side of a source. */
 export interface SourceSink {
   /** Called once per completed request, in order. Must not throw. */
   onOutcome(outcome: SourceOutcome): void;
+  /** Consul only: the leader state, after each check (changed or not). Must not throw. */
+  onConsulLeader?(state: ConsulLeaderState): void;
 }
 
 /**

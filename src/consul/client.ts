@@ -80,10 +80,15 @@ export interface HealthResponse {
   /** `X-Consul-Index`, or undefined when missing or not a number (the caller decides). */
   readonly index: number | undefined;
   readonly body: Buffer;
+  /**
+   * `X-Consul-KnownLeader` of the answering server; undefined when absent, and on an answer of
+   * the streaming backend (`X-Consul-Query-Backend: streaming`, Consul ≥ 1.10 agents' blocking
+   * reads), whose leader headers are defaults (`false`, `0`) that say nothing about the cluster.
+   */
   readonly knownLeader: boolean | undefined;
   /**
    * `X-Consul-LastContact`: milliseconds since the answering server last heard from the
-   * leader (0 on the leader itself); undefined when absent or not a number.
+   * leader (0 on the leader itself); undefined when absent, not a number, or streaming.
    */
   readonly lastContactMs: number | undefined;
   /**
@@ -215,6 +220,9 @@ const TLS_CODES = new Set([
   'EPROTO',
 ]);
 
+/** Consul's answer when the agent knows no server to forward to (`structs.ErrNoServers`). */
+const NO_SERVERS = /^: No known Consul servers/;
+
 /** The start of Consul's answer to a filter expression it cannot compile. */
 const BAD_FILTER = /^: Failed to create boolean expression evaluator/;
 
@@ -263,6 +271,8 @@ function classify(err: PapiError, where: string): WorkerResolverError {
     }
     return new WorkerResolverError(ErrorCode.CONSUL_HTTP, `${where}: ${status} from Consul${bodySnippet(res)}`, {
       status,
+      // An agent that has not joined (yet, or again after a restart) asked no server (structs.ErrNoServers).
+      ...(status === 500 && NO_SERVERS.test(bodySnippet(res)) ? { reachedNoServer: true } : {}),
     });
   }
   if (err.isTimeout === true) {
@@ -278,7 +288,7 @@ function classify(err: PapiError, where: string): WorkerResolverError {
   return new WorkerResolverError(
     ErrorCode.CONSUL_UNREACHABLE,
     `${where}: Consul unreachable (${code ?? cause.message})`,
-    { cause },
+    { cause, ...(code === 'ECONNREFUSED' ? { reachedNoServer: true } : {}) },
   );
 }
 
@@ -374,8 +384,10 @@ export class ConsulHealthClient {
     );
     const rawIndex = header(res, 'x-consul-index');
     const index = rawIndex !== undefined && /^\d+$/.test(rawIndex) ? Number(rawIndex) : undefined;
-    const leader = header(res, 'x-consul-knownleader');
-    const rawContact = header(res, 'x-consul-lastcontact');
+    // The streaming backend's leader headers are not the cluster's: unknown (see leader.ts).
+    const streaming = header(res, 'x-consul-query-backend') === 'streaming';
+    const leader = streaming ? undefined : header(res, 'x-consul-knownleader');
+    const rawContact = streaming ? undefined : header(res, 'x-consul-lastcontact');
     return {
       index,
       body: res.body ?? Buffer.alloc(0),
@@ -389,7 +401,10 @@ export class ConsulHealthClient {
     };
   }
 
-  /** `GET /v1/status/leader` → the leader's address, or '' when the cluster has none. */
+  /**
+   * `GET /v1/status/leader` → the leader's address, or '' when the server the agent reached
+   * knows none. Rejects with a coded error (a 5xx: the agent reached no server).
+   */
   async leader(timeoutMs: number, signal: AbortSignal): Promise<string> {
     const res = await this.get('status.leader', '/status/leader', {}, {}, timeoutMs, signal);
     try {

@@ -13,9 +13,10 @@ import { urlHost } from '../url-host.js';
 /** How a Consul health entry becomes a worker. */
 export interface ConsulWorkerPolicy {
   /**
-   * Tagged address to prefer (`lan`, `wan`, `lan_ipv4`, `wan_ipv6`, ...), in Consul's order:
-   * `Service.TaggedAddresses[t]`, then `Service.Address`, then `Node.TaggedAddresses[t]`, then
-   * `Node.Address`.
+   * Tagged address to prefer (`lan`, `wan`, `lan_ipv4`, `wan_ipv6`, ...), in the HTTP API's
+   * order: `Service.TaggedAddresses[t]`, then `Service.Address`, then `Node.TaggedAddresses[t]`,
+   * then `Node.Address`. Undefined (the default): the address Consul's DNS answers
+   * (`lan_ipv6`, `lan_ipv4`, `Service.Address`, then the node's), so DNS failover keeps URLs.
    */
   readonly taggedAddress: string | undefined;
   /** URL scheme of workers, e.g. `http`. */
@@ -110,40 +111,74 @@ interface Endpoint {
   readonly port: unknown;
 }
 
+/** A service-level tagged address's host, or undefined when absent or empty. */
+function serviceTagged(service: Json, name: string): Json | undefined {
+  const all = service['TaggedAddresses'];
+  if (!isObject(all)) return undefined;
+  const t = all[name];
+  return isObject(t) && typeof t['Address'] === 'string' && t['Address'] !== '' ? t : undefined;
+}
+
+/** A node-level tagged address (a plain string in Consul's node shape), or undefined when absent or empty. */
+function nodeTagged(node: Json, name: string): string | undefined {
+  const all = node['TaggedAddresses'];
+  if (!isObject(all)) return undefined;
+  const t = all[name];
+  return typeof t === 'string' && t !== '' ? t : undefined;
+}
+
 /**
- * Consul's own address order (`structs.CheckServiceNode.BestAddress`, which its DNS uses too;
- * docs/design.md §4.1). With a tagged address configured: the service-level tagged address, then
- * `Service.Address`, then the node-level tagged address, then `Node.Address`. Without one:
- * `Service.Address`, then `Node.Address`. A containerised worker registers its own
- * `Service.Address`; the node's tagged address must not override it.
- *
- * The port is the service-level tagged address's port when that address was chosen and its
- * port is not 0 (Consul's "use the service port"), else `Service.Port`.
+ * The default view: the address Consul's DNS puts behind an SRV answer for the local
+ * datacenter (Consul 1.16 `agent/dns.go` `nodeServiceRecords` → `TranslateServiceAddress` /
+ * `TranslateAddress` with "accept any"): the service's `lan_ipv6` tagged address, then its
+ * `lan_ipv4`, then `Service.Address`; without any of those the node's `lan_ipv6`, `lan_ipv4`,
+ * then `Node.Address`. The port is always `Service.Port` (a tagged address's port is used by
+ * DNS only across datacenters, for `wan`). The DNS source reads the same instance under the
+ * same host and port, so a worker keeps one URL when the resolver fails over to DNS and back
+ * (docs/design.md §4.1; proven on a real agent by `test/real-consul/consul-cluster.test.ts`).
+ */
+function dnsViewEndpoint(node: Json, service: Json): Endpoint | undefined {
+  const port = service['Port'];
+  const host =
+    (serviceTagged(service, 'lan_ipv6')?.['Address'] as string | undefined) ??
+    (serviceTagged(service, 'lan_ipv4')?.['Address'] as string | undefined) ??
+    nonEmpty(str(service['Address'])) ??
+    nodeTagged(node, 'lan_ipv6') ??
+    nodeTagged(node, 'lan_ipv4') ??
+    nonEmpty(str(node['Address']));
+  return host === undefined ? undefined : { host, port };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === '' ? undefined : value;
+}
+
+/**
+ * With `taggedAddress` set, the HTTP API's view: Consul's `structs.CheckServiceNode.BestAddress`
+ * order (docs/design.md §4.1) — the service-level tagged address, then `Service.Address`, then
+ * the node-level tagged address, then `Node.Address`. A containerised worker registers its own
+ * `Service.Address`; the node's tagged address must not override it. The port is the
+ * service-level tagged address's port when that address was chosen and its port is not 0
+ * (Consul's "use the service port"), else `Service.Port`. This view is what a caller asks for
+ * by name (`wan` across datacenters, say); Consul's DNS does not follow it, so with a DNS
+ * fallback a worker may change URL on failover (docs/reference.md, "Addresses").
+ * Without `taggedAddress`: {@link dnsViewEndpoint}.
  */
 function chooseEndpoint(node: Json, service: Json, tagged: string | undefined): Endpoint | undefined {
+  if (tagged === undefined) return dnsViewEndpoint(node, service);
   const servicePort = service['Port'];
-  if (tagged !== undefined) {
-    const serviceTagged = service['TaggedAddresses'];
-    if (isObject(serviceTagged)) {
-      const t = serviceTagged[tagged];
-      if (isObject(t) && typeof t['Address'] === 'string' && t['Address'] !== '') {
-        const port = t['Port'];
-        return { host: t['Address'], port: port === undefined || port === null || port === 0 ? servicePort : port };
-      }
-    }
+  const t = serviceTagged(service, tagged);
+  if (t !== undefined) {
+    const port = t['Port'];
+    return {
+      host: t['Address'] as string,
+      port: port === undefined || port === null || port === 0 ? servicePort : port,
+    };
   }
-  const serviceAddress = str(service['Address']);
-  if (serviceAddress !== undefined && serviceAddress !== '') return { host: serviceAddress, port: servicePort };
-  if (tagged !== undefined) {
-    const nodeTagged = node['TaggedAddresses'];
-    if (isObject(nodeTagged)) {
-      const t = nodeTagged[tagged];
-      if (typeof t === 'string' && t !== '') return { host: t, port: servicePort };
-    }
-  }
-  const nodeAddress = str(node['Address']);
-  if (nodeAddress !== undefined && nodeAddress !== '') return { host: nodeAddress, port: servicePort };
-  return undefined;
+  const serviceAddress = nonEmpty(str(service['Address']));
+  if (serviceAddress !== undefined) return { host: serviceAddress, port: servicePort };
+  const nodeAddress = nodeTagged(node, tagged) ?? nonEmpty(str(node['Address']));
+  return nodeAddress === undefined ? undefined : { host: nodeAddress, port: servicePort };
 }
 
 function stringMap(value: unknown): Record<string, string> | undefined {

@@ -17,6 +17,7 @@ import {
   schemeOption,
   show,
 } from '../option-checks.js';
+import { LEADER_CHECK_MS } from './leader.js';
 import { blockingTimeoutMs } from './source.js';
 import type { ConsulSourceConfig } from './source.js';
 
@@ -78,13 +79,23 @@ export interface ConsulOptions {
   /** Error backoff (full jitter). Default base 250 ms, cap 30 s. */
   readonly backoff?: { readonly baseMs?: number; readonly capMs?: number };
   /**
-   * Like consul-template's `max_stale`: a `stale` read from a server that has no known leader
-   * (`X-Consul-KnownLeader: false`) or has not heard from it for longer than this
-   * (`X-Consul-LastContact`) is re-read from the leader; with no leader that read fails and the
-   * last good set is kept (and failover may follow). Off by default: a follower's view is then
-   * used however old, and `snapshot().consulLastContactMs` / the metric show its age.
+   * Like consul-template's `max_stale`: a `stale` read whose server may be behind by more than
+   * this is re-read from the leader; with no leader that read fails and the last good set is
+   * kept (and failover may follow). "May be behind": the answer's `X-Consul-KnownLeader: false`
+   * or `X-Consul-LastContact` over this — or, for a streaming answer (every blocking read of a
+   * Consul ≥ 1.10 agent, whose leader headers mean nothing), no leader seen by the leader check
+   * for longer than this. Off by default: a follower's view is then used however old, and
+   * `resolver.consulLeader()` / the metrics show how long the cluster has had no leader.
    */
   readonly maxStaleMs?: number;
+  /**
+   * How often the cluster's leader is asked for (`GET /v1/status/leader` through the same
+   * agent; `resolver.consulLeader()`, the `worker_resolver_consul_known_leader` metric).
+   * Default 15000 (15 s), at least 1000. A streaming agent's answers say nothing about the
+   * leader, so this is how a lost quorum becomes visible (within this interval plus Raft's
+   * own detection).
+   */
+  readonly leaderCheckMs?: number;
   /** Minimum delay after a 403. Default 30000. */
   readonly aclRetryMs?: number;
   /** Largest accepted answer, in bytes. Default 64 MiB. */
@@ -262,6 +273,7 @@ export function resolveConsul(
     },
     aclRetryMs: durationOption(o.aclRetryMs, 'consul.aclRetryMs', 30_000, 0),
     maxStaleMs: o.maxStaleMs === undefined ? undefined : durationOption(o.maxStaleMs, 'consul.maxStaleMs', 0, 0),
+    leaderCheckMs: durationOption(o.leaderCheckMs, 'consul.leaderCheckMs', LEADER_CHECK_MS, 1000),
     readInThread: readInThreadOption(o.readInThread),
     clock,
     ...(random === undefined ? {} : { random }),

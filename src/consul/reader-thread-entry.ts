@@ -136,6 +136,7 @@ async function health(id: number, query: HealthQuery, m: Extract<ReaderRequest, 
       message: e.message,
       ...('status' in e && e.status !== undefined ? { status: e.status } : {}),
       ...('retryAfterMs' in e && e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}),
+      ...('reachedNoServer' in e && e.reachedNoServer ? { reachedNoServer: true } : {}),
     });
   } finally {
     inFlight.delete(id);

@@ -78,6 +78,7 @@ export type ReaderReply =
       readonly message: string;
       readonly status?: number;
       readonly retryAfterMs?: number;
+      readonly reachedNoServer?: boolean;
     };
 
 interface Pending {
@@ -244,6 +245,7 @@ export class ConsulReaderThread implements ConsulReader {
       const details = {
         ...(m.status === undefined ? {} : { status: m.status }),
         ...(m.retryAfterMs === undefined ? {} : { retryAfterMs: m.retryAfterMs }),
+        ...(m.reachedNoServer === true ? { reachedNoServer: true } : {}),
       };
       return this.settle(m.id, new WorkerResolverError(m.code as ErrorCodeValue, m.message, details));
     }

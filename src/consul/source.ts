@@ -29,18 +29,32 @@
  *     (default consistency, index 0) before it is used. A lagging follower's older state is
  *     thereby never published; a Consul whose index really went backwards (a restart with a
  *     fresh data dir, a snapshot restore) says so from the leader too and is taken at once.
- * 10. `X-Consul-KnownLeader` and `X-Consul-LastContact` travel with every answer (snapshot,
- *     metrics). With `maxStaleMs` set, a stale read whose server has no known leader or has
- *     not heard from it for longer is re-read from the leader (consul-template's `max_stale`);
- *     if there is no leader, that read fails and the failure path keeps the last good set.
+ * 10. With `maxStaleMs` set, a stale read whose server may be behind is re-read from the
+ *     leader (consul-template's `max_stale`); if there is no leader, that read fails and the
+ *     failure path keeps the last good set. "May be behind": the answer's own
+ *     `X-Consul-KnownLeader: false` or `X-Consul-LastContact` > `maxStaleMs` — but a streaming
+ *     answer (every blocking read of a Consul ≥ 1.10 agent) carries no such truth, so for it
+ *     the leader watch decides: no leader seen for longer than `maxStaleMs`. A healthy
+ *     cluster's streaming answers are thus never re-read.
+ * 11. The cluster's leader state is learned apart from the answers, by a {@link ConsulLeaderWatch}
+ *     (`consul/leader.ts`) through the same agent, every `leaderCheckMs`, and reported to the
+ *     sink as a value of its own (`onConsulLeader`).
  * Errors back off exponentially with full jitter; a 429 waits at least its `Retry-After`;
  * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
- * adds load. The loop never throws: each request ends in exactly one outcome for the sink.
+ * adds load. A request that reached no server — a refused connection (the local agent is
+ * restarting) or an agent that knows no server yet (`No known Consul servers`: it has not
+ * joined) — waits a random time below {@link REFUSED_RETRY_MS} and does not grow the backoff:
+ * it costs the cluster nothing, and the first request after the agent answers again reads
+ * it (rule 8) within a second instead of up to the backoff cap. The token bucket still paces
+ * those retries (2/s sustained by default). 429 and other 5xx keep the full backoff: they
+ * are answers from a server that is busy or has no leader. The loop never throws: each request
+ * ends in exactly one outcome for the sink.
  */
 import { Backoff } from '../backoff.js';
 import type { Clock } from '../clock.js';
 import { sleep } from '../clock.js';
 import { ConsulHealthClient } from './client.js';
+import { ConsulLeaderWatch } from './leader.js';
 import type { ConsulClientConfig, HealthQuery } from './client.js';
 import type { ConsulWorkerPolicy } from './health.js';
 import { ConsulReaderThread } from './reader-thread.js';
@@ -48,7 +62,7 @@ import { AutoConsulReader } from './reader-auto.js';
 import { InThreadConsulReader } from './reader.js';
 import type { ConsulReader } from './reader.js';
 import { ErrorCode, WorkerResolverError } from '../errors.js';
-import type { RequestInfo, Source, SourceSink, WorkerCandidate } from '../source.js';
+import type { CandidateEdit, ConsulLeaderState, RequestInfo, Source, SourceSink, WorkerCandidate } from '../source.js';
 import { TokenBucket } from '../token-bucket.js';
 
 /**
@@ -56,6 +70,13 @@ import { TokenBucket } from '../token-bucket.js';
  * worker thread (≈ 1,000 instances of a typical registration).
  */
 export const THREAD_THRESHOLD_BYTES = 1024 * 1024;
+
+/**
+ * The longest wait after a request that reached no server (a refused connection, an agent
+ * not joined). With the token bucket's default pace (2/s) the loop then asks about twice a
+ * second while the agent is down, and reads it within ≈ 0.5 s of its return.
+ */
+export const REFUSED_RETRY_MS = 500;
 
 /** Fully resolved settings of the Consul source (see `options.ts` for defaults and validation). */
 export interface ConsulSourceConfig {
@@ -72,8 +93,10 @@ export interface ConsulSourceConfig {
   readonly backoff: { readonly baseMs: number; readonly capMs: number };
   /** Minimum delay after a 403, in milliseconds. */
   readonly aclRetryMs: number;
-  /** Re-read from the leader when a stale read's `X-Consul-LastContact` exceeds this (rule 10); undefined = off. */
+  /** Re-read from the leader when a stale read's server may be this far behind (rule 10); undefined = off. */
   readonly maxStaleMs: number | undefined;
+  /** Time between two leader checks (rule 11), in milliseconds. */
+  readonly leaderCheckMs: number;
   readonly clock: Clock;
   readonly random?: () => number;
   /**
@@ -99,6 +122,8 @@ export function nextIndex(previous: number, answered: number): number {
 /** One request's answer, before it becomes a {@link SourceAnswer}. */
 interface Attempt {
   readonly workers: WorkerCandidate[];
+  /** The reader thread's edit of its previous answer (see `CandidateEdit`). */
+  readonly edit?: CandidateEdit;
   readonly rejected: number;
   readonly index: number;
   readonly unchanged: boolean;
@@ -132,6 +157,8 @@ export class ConsulSource implements Source {
   private abort: AbortController | undefined;
   /** Settles when the running loop has fully exited; undefined while stopped. */
   private loop: Promise<void> | undefined;
+  /** Learns the leader state (rule 11); present only while running. */
+  private leader: { readonly watch: ConsulLeaderWatch; readonly client: ConsulHealthClient } | undefined;
 
   constructor(config: ConsulSourceConfig) {
     this.config = config;
@@ -149,6 +176,13 @@ export class ConsulSource implements Source {
         : mode
           ? new ConsulReaderThread(client, policy)
           : new InThreadConsulReader(new ConsulHealthClient(client), policy);
+    const watch = new ConsulLeaderWatch({
+      intervalMs: this.config.leaderCheckMs,
+      timeoutMs: this.config.requestTimeoutMs,
+      clock: this.config.clock,
+    });
+    this.leader = { watch, client: new ConsulHealthClient(client) };
+    watch.start(this.leader.client, (state: ConsulLeaderState) => sink.onConsulLeader?.(state));
     this.loop = this.run(this.reader, sink, abort.signal);
   }
 
@@ -156,12 +190,15 @@ export class ConsulSource implements Source {
     const abort = this.abort;
     const loop = this.loop;
     const reader = this.reader;
+    const leader = this.leader;
     this.abort = undefined;
     this.loop = undefined;
     this.reader = undefined;
+    this.leader = undefined;
     if (abort === undefined) return;
     abort.abort();
-    await loop;
+    await Promise.all([loop, leader?.watch.stop()]);
+    leader?.client.destroy();
     await reader?.close();
   }
 
@@ -195,8 +232,21 @@ export class ConsulSource implements Source {
         continue;
       }
       backoff.reset();
-      const { sameBody, ...answer } = result;
-      sink.onOutcome({ ok: true, source: 'consul', ...answer, durationMs, blocking, request });
+      // The answering server's leader headers served rule 10 only; the leader state travels apart.
+      sink.onOutcome({
+        ok: true,
+        source: 'consul',
+        workers: result.workers,
+        ...(result.edit === undefined ? {} : { edit: result.edit }),
+        rejected: result.rejected,
+        index: result.index,
+        unchanged: result.unchanged,
+        ...(result.reread === undefined ? {} : { reread: result.reread }),
+        durationMs,
+        blocking,
+        request,
+      });
+      const sameBody = result.sameBody;
       if (!result.unchanged || sameBody === true) {
         index = nextIndex(index, result.index);
         lastIndex = result.index;
@@ -220,10 +270,7 @@ export class ConsulSource implements Source {
     if (answer instanceof WorkerResolverError || (answer.unchanged && answer.sameBody !== true)) return answer;
     if (query.consistency !== 'stale' && query.consistency !== 'cached') return answer;
     const older = answer.index < lastIndex;
-    const tooStale =
-      maxStaleMs !== undefined &&
-      query.consistency === 'stale' &&
-      (answer.knownLeader === false || (answer.lastContactMs ?? 0) > maxStaleMs);
+    const tooStale = maxStaleMs !== undefined && query.consistency === 'stale' && this.mayBeBehind(answer, maxStaleMs);
     if (!older && !tooStale) return answer;
     if (signal.aborted) return answer;
     // Not compared with the last body: that is now the answer being checked, not the one in use.
@@ -287,7 +334,19 @@ export class ConsulSource implements Source {
     };
   }
 
+  /** Rule 10: the answer's own leader headers when it has them, else (streaming) the leader watch. */
+  private mayBeBehind(answer: Attempt, maxStaleMs: number): boolean {
+    if (answer.knownLeader !== undefined || answer.lastContactMs !== undefined) {
+      return answer.knownLeader === false || (answer.lastContactMs ?? 0) > maxStaleMs;
+    }
+    const state = this.leader?.watch.current;
+    if (state?.leader !== 'none') return false;
+    const sinceLeader = this.config.clock.now() - (state.lastLeaderAt ?? state.checkedAt - state.lastContactMs);
+    return sinceLeader > maxStaleMs;
+  }
+
   private retryDelay(error: WorkerResolverError, backoff: Backoff): number {
+    if (error.reachedNoServer) return Math.floor((this.config.random ?? Math.random)() * REFUSED_RETRY_MS);
     const delay = backoff.next();
     if (error.code === ErrorCode.CONSUL_RATE_LIMITED) return Math.max(delay, error.retryAfterMs ?? 0);
     if (error.code === ErrorCode.CONSUL_ACL) return Math.max(delay, this.config.aclRetryMs);

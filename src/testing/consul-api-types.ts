@@ -146,7 +146,10 @@ export interface HealthServiceEntry {
 export interface HealthyInstance {
   node: string;
   nodeAddress: string;
-  /** `Service.Address`, or `''` when the service uses its node's address. */
+  /**
+   * The service's address as Consul's DNS translates it: `lan_ipv6`, then `lan_ipv4` tagged
+   * address, then `Service.Address`; `''` when the service uses its node's address.
+   */
   serviceAddress: string;
   port: number;
   /** `Weights.Passing`, or `Weights.Warning` for an instance with a warning check. */

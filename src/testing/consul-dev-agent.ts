@@ -45,6 +45,12 @@ export class DevAgent {
   readonly state = new ConsulState();
   /** TTL timers and HTTP/TCP probes of agent-registered checks. */
   readonly runner: CheckRunner;
+  /**
+   * When the (simulated) cluster lost its leader (epoch ms); undefined while it has one. Without
+   * a leader `/v1/status/leader` answers `""`, reads that need the leader a 500 "No cluster
+   * leader", and stale reads `X-Consul-KnownLeader: false` with the time since the loss.
+   */
+  leaderLostAt: number | undefined;
 
   constructor(readonly options: DevAgentOptions) {
     this.runner = new CheckRunner((node, checkId, status, output) => {
@@ -315,8 +321,14 @@ export class DevAgent {
       if (status === 'critical' || (status === 'warning' && opts.includeWarning !== true)) continue;
       out.push({
         node: entry.Node.Node,
-        nodeAddress: entry.Node.Address,
-        serviceAddress: entry.Service.Address,
+        // Consul's DNS translation (`TranslateAddress` / `TranslateServiceAddress`, local
+        // datacenter): the `lan_ipv6`, then `lan_ipv4` tagged address, then the plain address.
+        nodeAddress:
+          entry.Node.TaggedAddresses['lan_ipv6'] || entry.Node.TaggedAddresses['lan_ipv4'] || entry.Node.Address,
+        serviceAddress:
+          entry.Service.TaggedAddresses?.['lan_ipv6']?.Address ||
+          entry.Service.TaggedAddresses?.['lan_ipv4']?.Address ||
+          entry.Service.Address,
         port: entry.Service.Port,
         weight: status === 'warning' ? entry.Service.Weights.Warning : entry.Service.Weights.Passing,
         datacenter: entry.Node.Datacenter,

@@ -103,6 +103,7 @@ export class ConsulReads {
     }
     const dc = q.get('dc') || this.agent.options.datacenter;
     if (!datacenters(this.agent).includes(dc)) throw new ConsulApiError(500, 'No path to datacenter');
+    if (this.agent.leaderLostAt !== undefined && !stale && !cached) throw new ConsulApiError(500, 'No cluster leader');
     return {
       dc,
       minIndex,
@@ -124,12 +125,25 @@ export class ConsulReads {
     return Math.max(1, index());
   }
 
-  /** Query-meta headers (and agent-cache headers with `?cached`); `filtered`: ACLs removed results. */
-  meta(ctx: ReadContext, opts: QueryOptions, index: number, filtered = false): Record<string, string> {
+  /**
+   * Query-meta headers (and agent-cache headers with `?cached`); `filtered`: ACLs removed
+   * results; `streaming`: the answer comes from the agent's streaming backend, whose leader
+   * headers are Consul's defaults (`KnownLeader: false`, `LastContact: 0`) whatever the
+   * cluster's state — as a Consul 1.16 agent sends them (`X-Consul-Query-Backend`).
+   */
+  meta(
+    ctx: ReadContext,
+    opts: QueryOptions,
+    index: number,
+    filtered = false,
+    streaming = false,
+  ): Record<string, string> {
+    const lostAt = this.agent.leaderLostAt;
     const headers: Record<string, string> = {
       'X-Consul-Index': String(index),
-      'X-Consul-KnownLeader': 'true',
-      'X-Consul-LastContact': '0',
+      'X-Consul-KnownLeader': streaming ? 'false' : String(lostAt === undefined),
+      'X-Consul-LastContact': streaming || lostAt === undefined ? '0' : String(Date.now() - lostAt),
+      'X-Consul-Query-Backend': streaming ? 'streaming' : 'blocking-query',
       'X-Consul-Effective-Consistency': opts.consistency,
       'X-Consul-Default-Acl-Policy': this.readOptions.acl !== undefined ? 'deny' : 'allow',
     };

@@ -81,7 +81,7 @@ export class ConsulDevApi {
       ['GET', '/v1/catalog/service/', (ctx, name) => this.catalogService(ctx, name)],
       ['GET', '/v1/catalog/nodes', (ctx) => this.catalogNodes(ctx)],
       ['GET', '/v1/catalog/datacenters', () => json(datacenters(a))],
-      ['GET', '/v1/status/leader', () => json(`${a.options.nodeAddress}:8300`)],
+      ['GET', '/v1/status/leader', () => json(a.leaderLostAt === undefined ? `${a.options.nodeAddress}:8300` : '')],
       ['GET', '/v1/status/peers', () => json([`${a.options.nodeAddress}:8300`])],
       ['GET', '/v1/agent/self', () => json(this.agentSelf())],
       [
@@ -171,7 +171,10 @@ export class ConsulDevApi {
     const visible = entries.filter((e) => ctx.authz?.canRead(e.Node.Node, e.Service.Service) ?? true);
     const filtered = visible.length < entries.length;
     entries = this.near(visible, q.get('near'));
-    return json(entries, this.reads.meta(ctx, opts, index, filtered));
+    // Consul ≥ 1.10 (`agent/rpcclient/health`): a blocking or cached health read without `near`
+    // is served by the agent's streaming backend.
+    const streaming = (opts.minIndex > 0 || opts.cached) && !q.has('near');
+    return json(entries, this.reads.meta(ctx, opts, index, filtered, streaming));
   }
 
   /** `GET /v1/health/checks/:service`. */

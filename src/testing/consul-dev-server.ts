@@ -228,6 +228,18 @@ export class ConsulDevServer {
 
   // ---- fault injection --------------------------------------------------------------------
 
+  /**
+   * Simulates a lost quorum (`false`) and a leader elected again (`true`, the default state):
+   * `/v1/status/leader` answers `""`, reads that need the leader a 500 "No cluster leader",
+   * stale non-streaming reads `X-Consul-KnownLeader: false` and `X-Consul-LastContact` growing
+   * from the loss — what a surviving server answers (the real-agent cluster test shows it).
+   * Streaming answers (blocking health reads) are unchanged: their leader headers never tell.
+   */
+  setLeader(present: boolean): void {
+    if (present) this.agent.leaderLostAt = undefined;
+    else this.agent.leaderLostAt ??= Date.now();
+  }
+
   /** The next `count` matching requests get this answer (no ACL, no routing). */
   failNext(count: number, fault: FailFault): void {
     this.faults.add(

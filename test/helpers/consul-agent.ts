@@ -7,10 +7,13 @@
  * config, log and data, and waits until it has a leader and has registered its own node.
  * `stop()` sends SIGTERM, then SIGKILL, to that one PID and removes the temp directory.
  *
- * Two modes:
+ * Three modes:
  * - `dev` (default): `consul agent -dev`, Raft in memory — fast to start, but a restart starts empty.
- * - `server`: `-server -bootstrap-expect=1` with a real data dir, so `restart({ dataDir: 'same' })`
+ * - `server`: `-server -bootstrap-expect=N` (default 1) with a real data dir, so `restart({ dataDir: 'same' })`
  *   (after SIGTERM or `kill -9`) brings back the same Raft log, catalog index and agent services.
+ * - `client`: a client agent with a real data dir, joining servers (`retryJoin`).
+ * An agent may listen on its own loopback address (`address`, e.g. 127.0.19.2) with Consul's
+ * default ports (`ports: 'default'`): that is how `consul-cluster.ts` runs servers and clients side by side.
  *
  * The binary is never built from here (a test must not take minutes): when it is missing, `start()`
  * fails with a message naming the provisioning command.
@@ -87,8 +90,16 @@ export interface ConsulAgentTls {
 }
 
 export interface ConsulAgentOptions {
-  /** `dev` (in-memory, default) or `server` (real data dir, survives a restart). */
-  readonly mode?: 'dev' | 'server';
+  /** `dev` (in-memory, default), `server` (real data dir, survives a restart) or `client` (joins servers). */
+  readonly mode?: 'dev' | 'server' | 'client';
+  /** Loopback address every listener binds and advertises. Default 127.0.0.1. */
+  readonly address?: string;
+  /** `random` free ports (default), or Consul's `default` ones (8500 HTTP, 8600 DNS, 8300/8301/8302; no gRPC). */
+  readonly ports?: 'random' | 'default';
+  /** Server mode: servers to wait for before electing a leader. Default 1. */
+  readonly bootstrapExpect?: number;
+  /** Addresses (`host:serf_lan port`) to join at start-up and after a restart. */
+  readonly retryJoin?: readonly string[];
   /** Node name; stable across restarts. Default `wr-test-<random>`. */
   readonly nodeName?: string;
   /** Node metadata of the agent's own node. */
@@ -138,8 +149,10 @@ export class ConsulAgent extends ConsulApi {
   /** `127.0.0.1:<port>` of the DNS interface (UDP and TCP). */
   readonly dnsAddr: string;
   readonly ports: ConsulAgentPorts;
+  /** The loopback address it binds and advertises. */
+  readonly address: string;
   readonly nodeName: string;
-  readonly mode: 'dev' | 'server';
+  readonly mode: 'dev' | 'server' | 'client';
   /** Temp directory holding config, log and (server mode) data; removed by `stop()`. */
   readonly dir: string;
   private readonly binary: string;
@@ -157,15 +170,17 @@ export class ConsulAgent extends ConsulApi {
 
   private constructor(init: {
     binary: string;
+    address: string;
     dir: string;
     ports: ConsulAgentPorts;
     nodeName: string;
-    mode: 'dev' | 'server';
+    mode: 'dev' | 'server' | 'client';
     managementToken: string | undefined;
     args: string[];
     startTimeoutMs: number;
   }) {
-    super(`http://127.0.0.1:${init.ports.http}`, init.managementToken);
+    super(`http://${init.address}:${init.ports.http}`, init.managementToken);
+    this.address = init.address;
     this.binary = init.binary;
     this.dir = init.dir;
     this.ports = init.ports;
@@ -173,8 +188,8 @@ export class ConsulAgent extends ConsulApi {
     this.mode = init.mode;
     this.args = init.args;
     this.startTimeoutMs = init.startTimeoutMs;
-    this.httpsAddr = init.ports.https > 0 ? `https://127.0.0.1:${init.ports.https}` : undefined;
-    this.dnsAddr = `127.0.0.1:${init.ports.dns}`;
+    this.httpsAddr = init.ports.https > 0 ? `https://${init.address}:${init.ports.https}` : undefined;
+    this.dnsAddr = `${init.address}:${init.ports.dns}`;
     this.logFile = join(init.dir, 'agent.log');
   }
 
@@ -200,15 +215,10 @@ export class ConsulAgent extends ConsulApi {
     const binary = consulBinaryPath();
     const mode = options.mode ?? 'dev';
     const dir = mkdtempSync(join(tmpdir(), 'wr-consul-'));
-    const [http, https, dns, serfLan, serfWan, server, grpc] = (await freePorts(7)) as [
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ];
+    const address = options.address ?? '127.0.0.1';
+    const [http, https, dns, serfLan, serfWan, server, grpc] = (
+      options.ports === 'default' ? [8500, 8501, 8600, 8301, 8302, 8300, -1] : await freePorts(7)
+    ) as [number, number, number, number, number, number, number];
     const ports: ConsulAgentPorts = {
       http,
       https: options.tls ? https : -1,
@@ -226,9 +236,10 @@ export class ConsulAgent extends ConsulApi {
     const config: Record<string, unknown> = {
       node_name: nodeName,
       datacenter: 'dc1',
-      bind_addr: '127.0.0.1',
-      client_addr: '127.0.0.1',
-      advertise_addr: '127.0.0.1',
+      bind_addr: address,
+      client_addr: address,
+      advertise_addr: address,
+      ...(options.retryJoin ? { retry_join: [...options.retryJoin], retry_interval: '1s' } : {}),
       ports,
       disable_update_check: true,
       log_level: 'INFO',
@@ -238,7 +249,7 @@ export class ConsulAgent extends ConsulApi {
       // What -dev sets that matters for speed, without its in-memory Raft.
       Object.assign(config, {
         server: true,
-        bootstrap_expect: 1,
+        bootstrap_expect: options.bootstrapExpect ?? 1,
         disable_keyring_file: true,
         performance: { raft_multiplier: 1 },
         connect: { enabled: false },
@@ -264,8 +275,10 @@ export class ConsulAgent extends ConsulApi {
 
     const args = ['agent', ...(mode === 'dev' ? ['-dev'] : []), `-config-file=${configFile}`];
     for (const hcl of options.hcl ?? []) args.push(`-hcl=${hcl}`);
+    if (mode === 'client') Object.assign(config, { server: false, disable_keyring_file: true });
     const agent = new ConsulAgent({
       binary,
+      address,
       dir,
       ports,
       nodeName,
@@ -306,7 +319,7 @@ export class ConsulAgent extends ConsulApi {
 
   private async spawnAndWait(): Promise<void> {
     const args = [...this.args];
-    if (this.mode === 'server') {
+    if (this.mode !== 'dev') {
       mkdirSync(this.dataDir, { recursive: true });
       args.push(`-data-dir=${this.dataDir}`);
     }

@@ -21,6 +21,8 @@ interface Reply {
   readonly workers?: readonly number[];
   readonly knownLeader?: boolean;
   readonly lastContactMs?: number;
+  /** Answer as a Consul ≥ 1.10 agent's streaming backend does (`X-Consul-Query-Backend: streaming`). */
+  readonly streaming?: boolean;
 }
 
 interface Asked {
@@ -39,10 +41,17 @@ function entry(n: number): unknown {
 /** Answers health requests from `script` in order; once it is used up, holds requests until closed. */
 async function scriptedConsul(
   script: readonly Reply[],
-): Promise<{ url: string; asked: Asked[]; close(): Promise<void> }> {
+  leader: { address: string } = { address: '10.0.0.1:8300' },
+): Promise<{ url: string; asked: Asked[]; leaderChecks: () => number; close(): Promise<void> }> {
   const asked: Asked[] = [];
+  let leaderChecks = 0;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/v1/status/leader') {
+      leaderChecks += 1;
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(leader.address));
+      return;
+    }
     if (!url.pathname.startsWith('/v1/health/service/')) {
       res.writeHead(404).end();
       return;
@@ -56,6 +65,7 @@ async function scriptedConsul(
       'X-Consul-Index': String(reply.index),
       'X-Consul-KnownLeader': String(reply.knownLeader ?? true),
       'X-Consul-LastContact': String(reply.lastContactMs ?? 0),
+      ...(reply.streaming === true ? { 'X-Consul-Query-Backend': 'streaming' } : {}),
     });
     res.end(status === 200 ? JSON.stringify((reply.workers ?? []).map(entry)) : 'No cluster leader');
   });
@@ -64,6 +74,7 @@ async function scriptedConsul(
   return {
     url: `http://127.0.0.1:${port}`,
     asked,
+    leaderChecks: () => leaderChecks,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
@@ -84,7 +95,7 @@ describe('Consul followers: older answers, backwards indexes, lost leaders', () 
     consul = undefined;
   });
 
-  function start(maxStaleMs?: number, registry?: Registry): DiscoveringWorkerResolver {
+  function start(maxStaleMs?: number, registry?: Registry, leaderCheckMs?: number): DiscoveringWorkerResolver {
     resolver = createWorkerResolver({
       service: 'worker',
       env: {},
@@ -97,6 +108,7 @@ describe('Consul followers: older answers, backwards indexes, lost leaders', () 
         waitMs: 1000,
         backoff: { baseMs: 1, capMs: 5 },
         ...(maxStaleMs === undefined ? {} : { maxStaleMs }),
+        ...(leaderCheckMs === undefined ? {} : { leaderCheckMs }),
       },
     });
     return resolver;
@@ -148,16 +160,57 @@ describe('Consul followers: older answers, backwards indexes, lost leaders', () 
     assert.equal(consul.asked[3]?.stale, false);
   });
 
-  it('exposes X-Consul-KnownLeader and X-Consul-LastContact on the snapshot and as metrics', async () => {
-    consul = await scriptedConsul([{ index: 7, workers: [1], knownLeader: false, lastContactMs: 42_000 }]);
+  it('the leader state comes from /v1/status/leader, never from a streaming answer’s leader headers', async () => {
+    // What a healthy Consul ≥ 1.10 agent answers to a blocking read: KnownLeader false, LastContact 0.
+    consul = await scriptedConsul([
+      { index: 7, workers: [1] },
+      { index: 8, workers: [1, 2], knownLeader: false, lastContactMs: 0, streaming: true },
+    ]);
     const registry = new Registry();
     const r = start(undefined, registry);
-    const s = await r.ready({ timeoutMs: 5000 });
-    assert.equal(s.consulKnownLeader, false);
-    assert.equal(s.consulLastContactMs, 42_000);
+    await r.ready({ timeoutMs: 5000 });
+    await waitFor(() => r.snapshot().version === 2 && r.consulLeader() !== undefined, 'the streaming answer');
+    assert.equal(r.consulLeader()?.leader, 'known');
+    assert.equal(r.consulLeader()?.lastContactMs, 0);
+    assert.ok(!('consulKnownLeader' in r.snapshot()), 'the snapshot carries no leader headers');
     const text = await registry.metrics();
-    assert.match(text, /^worker_resolver_consul_known_leader\{service="worker"\} 0$/m);
-    assert.match(text, /^worker_resolver_consul_last_contact_seconds\{service="worker"\} 42$/m);
+    assert.match(text, /^worker_resolver_consul_known_leader\{service="worker"\} 1$/m);
+    assert.match(text, /^worker_resolver_consul_last_contact_seconds\{service="worker"\} 0$/m);
+  });
+
+  it('a cluster without a leader shows as none, with the time since one was seen; it clears when one is back', async () => {
+    const leader = { address: '10.0.0.1:8300' };
+    consul = await scriptedConsul([{ index: 7, workers: [1] }], leader);
+    const registry = new Registry();
+    const r = start(undefined, registry, 1000);
+    await r.ready({ timeoutMs: 5000 });
+    await waitFor(() => r.consulLeader()?.leader === 'known', 'a first check');
+    leader.address = '';
+    await waitFor(() => r.consulLeader()?.leader === 'none', 'the lost leader', 10_000);
+    await waitFor(() => (r.consulLeader()?.lastContactMs ?? 0) >= 1000, 'the last contact to grow', 10_000);
+    assert.match(await registry.metrics(), /^worker_resolver_consul_known_leader\{service="worker"\} 0$/m);
+    assert.equal(r.snapshot().version, 1, 'the last good set is kept, no publish');
+    leader.address = '10.0.0.2:8300';
+    await waitFor(() => r.consulLeader()?.leader === 'known', 'the leader back', 10_000);
+    assert.match(await registry.metrics(), /^worker_resolver_consul_known_leader\{service="worker"\} 1$/m);
+  });
+
+  it('with maxStaleMs, streaming answers of a healthy cluster are never re-read from the leader', async () => {
+    consul = await scriptedConsul([
+      { index: 10, workers: [1] },
+      { index: 11, workers: [1, 2], knownLeader: false, streaming: true },
+      { index: 12, workers: [1, 2, 3], knownLeader: false, streaming: true },
+    ]);
+    const registry = new Registry();
+    const r = start(5000, registry);
+    await r.ready({ timeoutMs: 5000 });
+    await waitFor(() => r.snapshot().version === 3, 'both streaming answers used');
+    assert.deepEqual(
+      consul.asked.slice(0, 3).map((a) => a.stale),
+      [true, true, true],
+      'no leader read',
+    );
+    assert.doesNotMatch(await registry.metrics(), /^worker_resolver_consul_leader_rereads_total\{[^}]*\} [1-9]/m);
   });
 
   it('with maxStaleMs, a read from a server out of touch with the leader is re-read from the leader', async () => {
@@ -186,7 +239,6 @@ describe('Consul followers: older answers, backwards indexes, lost leaders', () 
     const s = await r.ready({ timeoutMs: 5000 });
     assert.deepEqual(hosts(s), ['10.0.0.1', '10.0.0.2', '10.0.0.3']);
     assert.equal(s.consulIndex, 12);
-    assert.equal(s.consulKnownLeader, true);
     assert.match(
       await registry.metrics(),
       /^worker_resolver_consul_leader_rereads_total\{service="worker",reason="max-stale"\} 1$/m,

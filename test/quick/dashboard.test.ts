@@ -31,7 +31,11 @@ async function registeredMetrics(): Promise<{
   );
   // The sidecar's own families (long polls, requests, process metrics), read from a real one's /metrics.
   const fixed = new StaticWorkerResolver(['http://10.0.0.1:8080']);
-  const resolver = Object.assign(fixed, { service: 'svc', subscribe: () => () => undefined });
+  const resolver = Object.assign(fixed, {
+    service: 'svc',
+    subscribe: () => () => undefined,
+    consulLeader: () => undefined,
+  });
   const sidecar = await startSidecar({ resolver: resolver as unknown as DiscoveringWorkerResolver, registry, port: 0 });
   let text: string;
   try {

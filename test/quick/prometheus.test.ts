@@ -79,7 +79,13 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
     });
     resolver = createWorkerResolver({
       service: SERVICE,
-      consul: { address: dev.httpAddr, waitMs: 1000, timeoutMarginMs: 1000, backoff: { baseMs: 20, capMs: 200 } },
+      consul: {
+        address: dev.httpAddr,
+        waitMs: 1000,
+        timeoutMarginMs: 1000,
+        backoff: { baseMs: 20, capMs: 200 },
+        leaderCheckMs: 1000,
+      },
       dns: { name: `_${SERVICE}._tcp.service.consul`, servers: [dev.dnsAddr ?? ''], minRefreshMs: 200 },
       minPublishIntervalMs: 0,
       massFailureGuard: false,
@@ -289,6 +295,59 @@ describe('dashboard and alerts against a real Prometheus', { timeout: 90_000 }, 
       .filter((s) => s.name === 'worker_resolver.refresh' && s.attributes['worker_resolver.blocking'] === true);
     assert.ok(polls.length > 0);
     for (const s of polls) assert.ok(s.duration[0] === 0 && s.duration[1] < 500e6, 'blocking span is short');
+  });
+
+  /**
+   * The leader panel and WorkerResolverConsulNoLeader on a healthy cluster and on a lost quorum.
+   * The dev server double suffices here: what reaches Prometheus is the resolver's leader state,
+   * learned from GET /v1/status/leader (an address, or "" without a leader), and the double's
+   * answers to it — and its streaming-backend leader headers, which must not count — are the
+   * real agent's: test/real-consul/contract-consul-http.test.ts ("a blocking health read is
+   * served by the streaming backend …") pins them on both backends, and
+   * test/real-consul/consul-cluster.test.ts shows the same resolver on a real 3-server cluster
+   * reporting none on quorum loss and known again after it.
+   */
+  it('the leader panel and the no-leader alert are true on a healthy cluster and on a lost quorum', async () => {
+    const vars = { job: JOB, instance, service: SERVICE, datasource: 'prometheus', __rate_interval: '1m' };
+    const { dashboard } = loadDashboard();
+    const panel = panelQueries(dashboard).find((q) => q.panel === 'Consul leader known');
+    assert.ok(panel, 'the dashboard has the leader panel');
+    const rules = await prom.api<{ groups: { rules: { name: string; query: string }[] }[] }>('rules');
+    const rule = rules.data.groups.flatMap((g) => g.rules).find((r) => r.name === 'WorkerResolverConsulNoLeader');
+    assert.ok(rule, 'the no-leader alert is loaded');
+    const values = async (expr: string): Promise<number[]> => {
+      const r = await prom.query(expr);
+      assert.equal(r.status, 'success', expr);
+      return (r.data.result as PromSample[]).map((x) => Number(x.value[1]));
+    };
+    const eventually = async (what: string, ok: () => Promise<boolean>): Promise<void> => {
+      const deadline = Date.now() + 30_000;
+      while (!(await ok())) {
+        assert.ok(Date.now() < deadline, `${what}\n${prom.output}`);
+        await delay(250);
+      }
+    };
+    const ruleHere = `(${rule.query}) and on (instance) up{instance="${instance}"}`;
+    // Healthy (the dev server's blocking reads say KnownLeader false, as a streaming agent's do).
+    await eventually('the panel shows a leader', async () => (await values(substitute(panel.expr, vars))).includes(1));
+    assert.deepEqual(await values(ruleHere), [], 'no alert condition on a healthy cluster');
+    // Quorum lost.
+    dev.setLeader(false);
+    try {
+      await eventually('the panel shows no leader', async () =>
+        (await values(substitute(panel.expr, vars))).includes(0),
+      );
+      await eventually('the alert condition holds, valued with the time since a leader', async () =>
+        (await values(ruleHere)).some((v) => v >= 1),
+      );
+      assert.ok(resolver.snapshot().workers.length > 0, 'the last good set is still served');
+    } finally {
+      dev.setLeader(true);
+    }
+    await eventually('the alert condition clears', async () => (await values(ruleHere)).length === 0);
+    await eventually('the panel shows a leader again', async () =>
+      (await values(substitute(panel.expr, vars))).every((v) => v === 1),
+    );
   });
 
   it('shows the worst resolver in the top row: one that never had a snapshot is not hidden by a healthy one', async () => {

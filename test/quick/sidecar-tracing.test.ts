@@ -34,6 +34,7 @@ describe('sidecar tracing', () => {
     const resolver = Object.assign(fixed, {
       service: 'worker',
       subscribe: () => () => undefined,
+      consulLeader: () => undefined,
     }) as unknown as DiscoveringWorkerResolver;
     sidecar = await startSidecar({
       resolver,

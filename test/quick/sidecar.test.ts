@@ -79,7 +79,10 @@ describe('sidecar', () => {
     assert.equal(body.source, 'consul');
     assert.equal(body.stale, false);
     assert.equal(body.updatedAt, new Date(snapshot.updatedAt).toISOString());
-    assert.deepEqual(Object.keys(body).sort(), ['index', 'source', 'stale', 'updatedAt', 'workers']);
+    // consulLeader once the first leader check ended (it may not have yet).
+    const { consulLeader, ...rest } = body as WorkersBody & { consulLeader?: unknown };
+    assert.deepEqual(Object.keys(rest).sort(), ['index', 'source', 'stale', 'updatedAt', 'workers']);
+    if (consulLeader !== undefined) assert.deepEqual(consulLeader, { leader: 'known', lastContactSeconds: 0 });
     assert.deepEqual(body.workers[0], {
       url: 'http://127.0.1.1:9001/',
       id: 'worker-1',
@@ -327,11 +330,15 @@ describe('sidecar: a large /v1/workers body (700 workers, over 64 KiB)', () => {
       assert.equal((JSON.parse(plain.body) as WorkersBody).workers.length, 700);
       // Byte for byte the plain serialisation of the documented shape (the body is assembled from per-worker parts).
       const s = resolver.snapshot();
+      const leader = resolver.consulLeader();
       const plainJson = JSON.stringify({
         index: s.version,
         source: s.source,
         stale: s.stale,
         updatedAt: new Date(s.updatedAt).toISOString(),
+        ...(leader === undefined
+          ? {}
+          : { consulLeader: { leader: leader.leader, lastContactSeconds: Math.round(leader.lastContactMs / 1000) } }),
         workers: s.workers.map((w) => ({
           url: w.url.href,
           id: w.id,

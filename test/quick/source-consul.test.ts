@@ -6,6 +6,7 @@ import type { DiscoveringWorkerResolver, RefreshEvent, SourceFailure, WorkerReso
 import { ErrorCode } from '../../src/errors.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import { silentLogger } from '../helpers/dev-workers.js';
+import { freeTcpPort } from '../helpers/ports.js';
 
 interface Ctx {
   consul: ConsulDevServer;
@@ -184,6 +185,41 @@ describe('Consul source against the Consul dev server', () => {
     assert.deepEqual(hosts(r), ['127.0.0.1:9001'], 'last-known-good kept');
     register(ctx.consul, 2);
     await waitFor(() => r.getUrls().length === 2, 'recovery');
+  });
+
+  it('a request that reached no server (refused, or "No known Consul servers") waits < 500 ms and does not grow the backoff; 5xx still backs off', async () => {
+    const port = await freeTcpPort(); // nothing listens: every connection is refused
+    const r = start(ctx, {
+      random: () => 0.999,
+      consul: { address: `127.0.0.1:${port}`, backoff: { baseMs: 250, capMs: 30_000 } },
+    });
+    await waitFor(() => failures(ctx).length >= 8, 'eight refused connections', 20_000);
+    const refused = failures(ctx).slice(0, 8);
+    assert.ok(refused.every((f) => f.error.code === ErrorCode.CONSUL_UNREACHABLE && f.error.reachedNoServer));
+    // Before: the full-jitter backoff, 249, 499, 999, … up to 30 s after six refusals.
+    assert.deepEqual(
+      refused.map((f) => f.retryInMs),
+      Array.from({ length: 8 }, () => 499),
+    );
+    await r.close();
+    ctx.resolver = undefined;
+    ctx.refreshes.length = 0;
+    register(ctx.consul, 1);
+    const again = start(ctx, { random: () => 0.999, consul: { backoff: { baseMs: 10, capMs: 80 } } });
+    await again.ready({ timeoutMs: 5000 });
+    ctx.consul.failNext(2, { status: 500, body: 'No known Consul servers', path: '/v1/health/service/' });
+    ctx.consul.failNext(2, { status: 500, body: 'rpc error: No cluster leader', path: '/v1/health/service/' });
+    ctx.consul.bumpIndex('worker');
+    await waitFor(() => failures(ctx).length === 4, 'four 500s');
+    assert.deepEqual(
+      failures(ctx).map((f) => [f.error.reachedNoServer, f.retryInMs]),
+      [
+        [true, 499],
+        [true, 499],
+        [false, 9], // the backoff starts where it was: the agent's own 500s did not count
+        [false, 19],
+      ],
+    );
   });
 
   it('429 honours Retry-After; without it, plain backoff', async () => {

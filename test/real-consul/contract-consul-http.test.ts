@@ -86,6 +86,23 @@ for (const factory of backends) {
       assert.deepEqual((await health(backend, 'no-such-service')).entries, []);
     });
 
+    it('a blocking health read is served by the streaming backend: its leader headers say nothing (KnownLeader false, LastContact 0)', async () => {
+      await instance(backend, 'stream-svc', 'stream-1');
+      for (const query of [{}, { stale: '' }]) {
+        const plain = await health(backend, 'stream-svc', query);
+        assert.equal(plain.headers['x-consul-query-backend'], 'blocking-query');
+        assert.equal(plain.headers['x-consul-knownleader'], 'true', 'a non-blocking read: the server’s own view');
+        const blocking = await health(backend, 'stream-svc', { ...query, index: plain.index, wait: '100ms' });
+        assert.equal(blocking.status, 200);
+        assert.equal(blocking.headers['x-consul-query-backend'], 'streaming');
+        assert.equal(blocking.headers['x-consul-knownleader'], 'false', 'whatever the cluster: it has a leader');
+        assert.equal(blocking.headers['x-consul-lastcontact'], '0');
+      }
+      const leader = await backend.api.request('GET', '/v1/status/leader');
+      assert.equal(leader.status, 200);
+      assert.ok(typeof leader.json === 'string' && leader.json !== '', `a leader: ${leader.text}`);
+    });
+
     it('a blocking query on an unchanged index is held for the wait, then answers the same index and body', async () => {
       await instance(backend, 'block-idle', 'block-idle-1');
       const first = await health(backend, 'block-idle');
