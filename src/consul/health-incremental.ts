@@ -1,14 +1,17 @@
 /**
  * An incremental reader of `GET /v1/health/service/:service` bodies: it keeps the previous
- * body and re-parses only the entries whose bytes changed.
+ * body and re-parses only the entries whose bytes changed, giving the same candidates (or the
+ * same coded error) as the whole-body parser of `consul/health.ts`.
  *
- * Why: a blocking query answers the whole service every time one instance changes, so an
- * answer of 10,000 instances (≈ 10 MiB) is 9,999 entries that are byte-for-byte the ones of
- * the previous answer (Consul encodes each entry the same way every time, in a stable order)
- * and one that is not. `JSON.parse` of the whole body costs ~65 ms on the event loop; a
- * `memcmp` of each entry against the previous answer's bytes costs a few.
+ * ## Why
+ * A blocking query answers the whole service every time one instance changes, so an answer
+ * of 10,000 instances (about 10 MiB) is 9,999 entries that are byte-for-byte the ones of the
+ * previous answer (Consul encodes each entry the same way every time, in a stable order) and
+ * one that is not. Comparing bytes costs a small fraction of parsing the whole body on the
+ * event loop (figures: docs/performance.md, "Processing at 10,000 instances").
  *
- * How: the body is read as the JSON array it must be. At each element the previous answer's
+ * ## How
+ * The body is read as the JSON array it must be. At each element the previous answer's
  * next few elements are compared byte for byte (`Buffer#compare`, native); a match reuses
  * that element's result — the very same candidate object, which also lets the engine skip
  * its own work for it. An element that matches none is delimited by a small string-aware
@@ -19,6 +22,7 @@
  * composes, so a body whose skeleton (`[`, elements, commas, `]`) is right and whose every
  * element is valid JSON is valid JSON.
  *
+ * ## Malformed bodies
  * Anything unexpected (not an array, a bad separator, an element that does not parse, bytes
  * after the array) is handed to {@link parseHealthBody}, the whole-body parser, which gives
  * the answer or throws its coded error; the reader's state is then left as it was (error)
@@ -128,7 +132,7 @@ export class IncrementalHealthParser {
 
   /**
    * True if `body` is byte-identical to the last body read successfully: its answer is the
-   * same worker set, and nothing needs parsing (a `memcmp`, ~1 ms for 10 MiB).
+   * same worker set, and nothing needs parsing (one `memcmp`).
    */
   isLastBody(body: Buffer): boolean {
     const last = this.previous?.body;
@@ -148,7 +152,7 @@ export class IncrementalHealthParser {
   /**
    * Parses `body` like {@link parse}, giving the event loop back (a `setImmediate` hop)
    * whenever a slice of work has taken `sliceMs`: a body with many new entries (the first
-   * answer of 10,000 instances: every entry parsed, ~130 ms) never holds the loop for longer
+   * answer of 10,000 instances: every entry parsed; docs/performance.md) never holds the loop for longer
    * than about one slice. Resolves undefined if `signal` aborts in between. One call at a
    * time per parser (the source's loop is sequential).
    */

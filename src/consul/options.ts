@@ -104,7 +104,7 @@ export interface ConsulOptions {
    * Where answers are received and read: `'auto'` (default) on the event loop until an answer
    * of 1 MiB (≈ 1,000 instances) arrives, then in a worker thread that hands back only what
    * changed; `true` in the thread from the start; `false` always on the event loop (in turns
-   * of at most 5 ms; no second V8 isolate, ≈ 80 MiB less RSS at 10,000 workers, but a 10 MiB
+   * of at most 5 ms; no second V8 isolate, so less RSS (docs/performance.md), but a 10 MiB
    * answer's buffers are then collected on the event loop).
    */
   readonly readInThread?: boolean | 'auto';

@@ -26,7 +26,7 @@ import type { WorkerCandidate } from '../source.js';
 
 /**
  * Candidates sent per message: bounds the main thread's deserialising turn (a first answer of
- * 10,000: ≈ 4 ms per message). The next message goes once the main thread took the last one
+ * 10,000 is many messages; docs/performance.md). The next message goes once the main thread took the last one
  * (`took`): Node's MessagePort hands every queued message over in one turn, so ten queued
  * messages would be one 40 ms turn again.
  */

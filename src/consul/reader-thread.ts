@@ -3,14 +3,16 @@
  * read in a `worker_threads` worker (`consul/reader-thread-entry.ts`), answered here as the same
  * values the in-thread reader produces (`consul/reader.ts`).
  *
- * Lifecycle: the thread starts on the first request and is kept (its parser holds the last
+ * ## Lifecycle
+ * The thread starts on the first request and is kept (its parser holds the last
  * body); it is ref'd only while a request is in flight, so an idle reader never keeps the
  * process alive, and a held long poll does, as its socket would on the main thread.
  * `close()` terminates it. If it dies (an uncaught error, an exit), every pending request
  * ends with `ERR_CONSUL_READER` — the source backs off and keeps its last good set — and the
  * next request starts a new thread (which reads its first answer in full).
  *
- * Candidates cross as runs (see the worker's comment): `last` holds the candidates of the
+ * ## Candidates
+ * Candidates cross as runs (see the comment of `consul/reader-thread-entry.ts`): `last` holds the candidates of the
  * last answer read, so an unchanged entry is the same object on this side too, and the
  * answer carries its edit from `last` (what was removed, what was added) for the engine's
  * incremental build.

@@ -1,8 +1,12 @@
 /**
- * The Consul source: a blocking-query loop on `GET /v1/health/service/:service`.
+ * The Consul source: a blocking-query loop on `GET /v1/health/service/:service` through the
+ * host's Consul agent. Each request ends in one outcome for the engine (a worker set, an
+ * unchanged answer, or a coded error); the loop never throws. It also runs the leader watch
+ * (`consul/leader.ts`). The contract is docs/design.md §4.1.
  *
- * The loop follows Consul's documented blocking-query rules
- * (https://developer.hashicorp.com/consul/api-docs/features/blocking):
+ * ## Rules
+ * Consul's documented blocking-query rules
+ * (https://developer.hashicorp.com/consul/api-docs/features/blocking), and ours beside them:
  *  1. The next `index` is the last `X-Consul-Index`.
  *  2. If the index goes backwards (a restart, a snapshot restore), reset it to 0: the next
  *     request answers at once and the loop starts over from the current state.
@@ -39,6 +43,8 @@
  * 11. The cluster's leader state is learned apart from the answers, by a {@link ConsulLeaderWatch}
  *     (`consul/leader.ts`) through the same agent, every `leaderCheckMs`, and reported to the
  *     sink as a value of its own (`onConsulLeader`).
+ *
+ * ## Errors
  * Errors back off exponentially with full jitter; a 429 waits at least its `Retry-After`;
  * a 403 (ACL) waits at least `aclRetryMs`, because retrying a missing permission fast only
  * adds load. A request that reached no server — a refused connection (the local agent is
