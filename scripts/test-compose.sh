@@ -59,11 +59,18 @@ compose_bin="$(scripts/go-module-binary.sh docker-compose github.com/docker/comp
   "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION")"
 log "engine $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), $("$compose_bin" version --short 2>/dev/null || echo compose)"
 
-# The Rust binaries the images run: those the Rust tests built (same flags as scripts/test-rust.sh's `cargo test`, so
-# nothing is compiled again when that step ran first; from scratch this compiles DataFusion, ~25 min).
+# The Rust binaries the images run: those the Rust tests built. The same cargo command as scripts/test-rust.sh's test
+# build (same flags, same target directory), so after that step nothing is compiled again; from scratch it compiles
+# DataFusion (~25 min on this machine kind). A binary that no integration test needs is built with --bins after it.
 rust_bins=(consul-worker worker-resolver-coordinator)
-log "cargo build of ${rust_bins[*]} (debug, in $CARGO_TARGET_DIR)"
-(cd rust && nice -n 10 cargo build --locked --workspace --all-features --all-targets -q) >&2
+log "cargo: the Rust binaries (debug, in $CARGO_TARGET_DIR)"
+(cd rust && nice -n 10 cargo test --locked --workspace --all-features --no-run -q 2>&1 | { grep -v '^  Executable ' || true; } >&2)
+for b in "${rust_bins[@]}"; do
+  if [ ! -x "$CARGO_TARGET_DIR/debug/$b" ] || [ -n "$(find rust -name '*.rs' -newer "$CARGO_TARGET_DIR/debug/$b" -print -quit)" ]; then
+    (cd rust && nice -n 10 cargo build --locked --workspace --all-features --bins -q) >&2
+    break
+  fi
+done
 
 # ── 2. the engine ──────────────────────────────────────────────────────────────────────────────────────────────────
 if ip link show docker0 >/dev/null 2>&1; then
@@ -104,7 +111,12 @@ teardown() {
   # What the engine leaves behind: its bridge, the rules and chains it added, ip_forward and FORWARD's policy.
   ip link delete docker0 2>/dev/null
   for table in filter nat; do
-    iptables-save -t "$table" | grep -E '^-A .*(DOCKER|docker0)' | sed 's/^-A /-D /' | tac | while read -r rule; do
+    # Docker's own chains and the default bridge's rules, and the rules of the project network's bridge (br-<id>)
+    # that were not there before (compose down has normally removed them already).
+    {
+      iptables-save -t "$table" | grep -E '^-A .*(DOCKER|docker0)'
+      iptables-save -t "$table" | grep -E '^-A .*br-[0-9a-f]{12}' | grep -vxF -f "$state/iptables.before"
+    } | sed 's/^-A /-D /' | tac | while read -r rule; do
       # shellcheck disable=SC2086
       iptables -t "$table" $rule 2>/dev/null
     done

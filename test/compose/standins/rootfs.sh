@@ -21,10 +21,10 @@ mkdir -p "$cache"
 t0=$SECONDS
 echo "rootfs: mmdebstrap --variant=minbase bookworm into $cache (once; about a minute)" >&2
 # --dpkgopt / --aptopt as the official slim image: no documentation, no apt package lists left behind.
-nice -n 19 mmdebstrap --quiet --variant=minbase \
+nice -n 19 mmdebstrap --quiet --format=tar --variant=minbase \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  bookworm "$tar.tmp" >&2
-mv "$tar.tmp" "$tar"
+  bookworm "$cache/rootfs.tmp.tar" >&2
+mv "$cache/rootfs.tmp.tar" "$tar"
 echo "rootfs: built in $((SECONDS - t0)) s ($(du -h "$tar" | cut -f1))" >&2
 echo "$tar"
