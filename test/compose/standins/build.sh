@@ -30,13 +30,15 @@ NODE_VERSION=20.20.2
 NPM_VERSION=10.8.2
 JAEGER_VERSION=v1.75.0
 
-# The official names, read from the compose file so that a stand-in always answers the name the file asks for.
+# The official names, read from the compose file (and the Dockerfile's FROM) so that a stand-in always answers the
+# name the project asks for.
 image_of() {
   local name
   name="$(sed -n "s|^[[:space:]]*image:[[:space:]]*\($1:[^[:space:]]*\)[[:space:]]*$|\1|p" "$compose_file" | head -1)"
+  [ -n "$name" ] || name="$(sed -n "s|^FROM \($1:[^[:space:]]*\).*|\1|p" "$root/Dockerfile" | head -1)"
   if [ -z "$name" ]; then
-    echo "standins: $compose_file has no image $1:…" >&2
-    exit 1
+    echo "standins: neither $compose_file nor the Dockerfile names an image $1:…" >&2
+    return 1
   fi
   echo "$name"
 }
@@ -87,7 +89,7 @@ find /usr/local/share/ca-certificates -maxdepth 1 -name '*.crt' -exec cp {} "$ct
 rootfs="$("$here/rootfs.sh")"
 rootfs_key="$(stat -c '%s-%Y' "$rootfs")"
 if ! "$docker" image inspect worker-resolver-standin/bookworm-rootfs:import >/dev/null 2>&1; then
-  "$docker" import -q "$rootfs" worker-resolver-standin/bookworm-rootfs:import >/dev/null
+  "$docker" import "$rootfs" worker-resolver-standin/bookworm-rootfs:import >/dev/null
 fi
 standin debian debian:bookworm-slim "$ctx" "$rootfs_key"
 debian_key="$KEY"
@@ -104,21 +106,25 @@ ctx="$work/node"
 mkdir -p "$ctx/node" "$ctx/npm"
 tar -xzf "$node_tgz" -C "$ctx/node" --strip-components=1 package/bin/node
 tar -xzf "$npm_tgz" -C "$ctx/npm" --strip-components=1
-standin node "$(image_of node)" "$ctx" "$debian_key" --build-arg "NODE_VERSION=$NODE_VERSION"
+tag="$(image_of node)"
+standin node "$tag" "$ctx" "$debian_key" --build-arg "NODE_VERSION=$NODE_VERSION"
 
 # hashicorp/consul:1.16.1: the contract suite's Consul binary.
 ctx="$work/consul"
 mkdir -p "$ctx"
 cp "$("$root/scripts/consul-binary.sh")" "$ctx/consul"
-standin consul "$(image_of hashicorp/consul)" "$ctx" "$debian_key"
+tag="$(image_of hashicorp/consul)"
+standin consul "$tag" "$ctx" "$debian_key"
 
 # prom/prometheus: Debian's package (the context is empty: the Dockerfile is the whole input).
 ctx="$work/prometheus"
 mkdir -p "$ctx"
-standin prometheus "$(image_of prom/prometheus)" "$ctx" "$debian_key"
+tag="$(image_of prom/prometheus)"
+standin prometheus "$tag" "$ctx" "$debian_key"
 
 # jaegertracing/all-in-one: built once from its Go module, cached by version.
 ctx="$work/jaeger"
 mkdir -p "$ctx"
 cp "$("$root/scripts/go-module-binary.sh" jaeger-all-in-one github.com/jaegertracing/jaeger "$JAEGER_VERSION" ./cmd/all-in-one)" "$ctx/all-in-one"
-standin jaeger "$(image_of jaegertracing/all-in-one)" "$ctx" "$debian_key"
+tag="$(image_of jaegertracing/all-in-one)"
+standin jaeger "$tag" "$ctx" "$debian_key"

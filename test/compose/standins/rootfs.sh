@@ -26,5 +26,5 @@ nice -n 19 mmdebstrap --quiet --format=tar --variant=minbase \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   bookworm "$cache/rootfs.tmp.tar" >&2
 mv "$cache/rootfs.tmp.tar" "$tar"
-echo "rootfs: built in $((SECONDS - t0)) s ($(du -h "$tar" | cut -f1))" >&2
+echo "rootfs: built in $((SECONDS - t0)) s ($(du -sh "$tar" | cut -f1))" >&2
 echo "$tar"
