@@ -8,10 +8,8 @@
 //! planned and routed against the list the resolver gave at its start (pinned), so the only
 //! difference between the rows is how fresh that list is. Prints a Markdown table.
 
-#[path = "../tests/kit/mod.rs"]
-mod kit;
-#[path = "../../worker-resolver-client/tests/support/mod.rs"]
-mod support;
+use worker_resolver_test_support as support;
+use worker_resolver_test_support::cluster as kit;
 
 use datafusion::prelude::SessionContext;
 use datafusion_distributed::DistributedExt;
@@ -21,7 +19,7 @@ use std::time::{Duration, Instant};
 use support::{DevConsul, SidecarProcess};
 use tokio::process::Child;
 use url::Url;
-use worker_resolver_client::{ClientConfig, SidecarClient, WorkerReader};
+use worker_resolver_client::{ClientConfig, SidecarWorkerResolver, WorkerReader};
 
 use kit::SERVICE;
 const SQL: &str = "SELECT region, COUNT(*) AS n, SUM(amount) AS total FROM orders GROUP BY region ORDER BY region";
@@ -38,7 +36,7 @@ async fn start_worker(bin: &Path, consul: &str) -> (Child, Url) {
 
 /// Where a query's worker list comes from.
 enum Lists {
-    LongPoll(SidecarClient),
+    LongPoll(SidecarWorkerResolver),
     Polling(Arc<RwLock<Vec<Url>>>, tokio::task::JoinHandle<()>),
 }
 
@@ -91,7 +89,7 @@ async fn run_once(bin: &Path, dir: &Path, kind: &str) -> Outcome {
     }
     let lists = match kind {
         "long poll (this crate)" => {
-            let c = SidecarClient::start(
+            let c = SidecarWorkerResolver::start(
                 ClientConfig::builder(sidecar.url.clone())
                     .wait(Duration::from_secs(30))
                     .build()
@@ -108,7 +106,7 @@ async fn run_once(bin: &Path, dir: &Path, kind: &str) -> Outcome {
         assert!(Instant::now() < deadline, "workers never listed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let coordinator = kit::coordinator(&WorkerReader::fixed(lists.current()), None, dir).await;
+    let coordinator = kit::plain_coordinator(WorkerReader::fixed(lists.current()), dir).await;
 
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

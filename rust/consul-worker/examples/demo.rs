@@ -8,14 +8,10 @@
 //! SIGTERM, one is `kill -9`ed, another joins. Runs 60 s by default; Ctrl-C stops it.
 //! Needs the TypeScript build (`npm ci && npm run build` at the repository root).
 
-#[path = "../tests/kit/mod.rs"]
-mod kit;
-#[path = "../../worker-resolver-client/tests/support/mod.rs"]
-#[allow(unused_imports)]
-mod support;
+use worker_resolver_test_support as support;
+use worker_resolver_test_support::cluster as kit;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::prelude::SessionContext;
 use datafusion_distributed::display_plan_ascii;
 use kit::{SERVICE, max_tasks};
 use std::path::Path;
@@ -23,8 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{DevConsul, SidecarProcess};
 use tokio::process::{Child, Command};
-use worker_resolver_client::datafusion::pin_session;
-use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient};
+use worker_resolver_client::datafusion::plan_snapshot;
+use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarWorkerResolver};
 
 const QUERIES: &[(&str, &str)] = &[
     (
@@ -74,7 +70,7 @@ async fn main() {
     for _ in 0..3 {
         workers.push(start_worker(&bin, &consul.http_addr).await);
     }
-    let client = SidecarClient::start(
+    let client = SidecarWorkerResolver::start(
         ClientConfig::builder(sidecar.url.clone())
             .wait(Duration::from_secs(30))
             .build()
@@ -82,8 +78,7 @@ async fn main() {
     )
     .unwrap();
     client.ready(Duration::from_secs(30)).await.expect("ready");
-    let reader = client.reader();
-    let coordinator = kit::coordinator(&reader, Some(RoutingStrategy::Rendezvous), &dir).await;
+    let coordinator = kit::coordinator(&client, RoutingStrategy::Rendezvous, &dir).await;
     let expected = kit::reference_answers(&dir, QUERIES.iter().map(|(_, q)| *q)).await;
 
     let start = Instant::now();
@@ -132,9 +127,8 @@ async fn main() {
         }
         let qi = (step as usize) % QUERIES.len();
         let (name, sql) = QUERIES[qi];
-        let mut qstate = coordinator.state();
-        let snapshot = pin_session(&mut qstate, &reader);
-        let ctx = SessionContext::new_with_state(qstate);
+        let ctx = &coordinator;
+        let mut snapshot = client.snapshot();
         let t = Instant::now();
         let result = async {
             let plan = ctx.sql(sql).await?.create_physical_plan().await?;
@@ -146,6 +140,9 @@ async fn main() {
             ))
         }
         .await;
+        if let Some(pinned) = result.as_ref().ok().and_then(|(plan, _)| plan_snapshot(plan)) {
+            snapshot = pinned; // the snapshot the query was planned and routed with
+        }
         let status = client.status();
         let view = format!(
             "v{} {} workers from {}{}",

@@ -10,9 +10,8 @@
 //! - crash (`kill -9`) → only queries in flight before the removal is published may fail;
 //! - sidecar restart → queries keep running on the last good list; the client resyncs.
 
-mod kit;
-#[path = "../../worker-resolver-client/tests/support/mod.rs"]
-mod support;
+use worker_resolver_test_support as support;
+use worker_resolver_test_support::cluster as kit;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::physical_plan::ExecutionPlan;
@@ -26,8 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{DevConsul, Lines, RealConsul, SidecarProcess, wait_until};
 use tokio::process::{Child, Command};
-use worker_resolver_client::datafusion::pin_session;
-use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarClient, Source, WorkerReader};
+use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarWorkerResolver, Source, WorkerReader};
 
 const GUARD: Duration = Duration::from_secs(120);
 /// The workers' HTTP check interval.
@@ -148,7 +146,7 @@ struct Cluster {
     consul: ConsulKind,
     sidecar: SidecarProcess,
     workers: Vec<WorkerProcess>,
-    client: SidecarClient,
+    client: SidecarWorkerResolver,
     coordinator: SessionContext,
     expected: Vec<String>,
     dir: PathBuf,
@@ -189,18 +187,19 @@ impl Cluster {
         for _ in 0..n {
             workers.push(WorkerProcess::start(consul.http_addr()).await);
         }
-        let client = SidecarClient::start(
+        let client = SidecarWorkerResolver::start(
             ClientConfig::builder(sidecar.url.clone())
                 .wait(Duration::from_secs(30))
                 .backoff(Duration::from_millis(20), Duration::from_millis(500))
+                // 2 s against a 30 s wait is meaningful: a poll the sidecar holds is contact,
+                // so the client is stale only 2 s after it lost its connection.
                 .stale_after(Duration::from_secs(2))
                 .build()
                 .unwrap(),
         )
         .unwrap();
         client.ready(GUARD).await.expect("client ready");
-        let reader = client.reader();
-        let coordinator = kit::coordinator(&reader, Some(RoutingStrategy::Rendezvous), &dir).await;
+        let coordinator = kit::coordinator(&client, RoutingStrategy::Rendezvous, &dir).await;
         let expected = kit::reference_answers(&dir, QUERIES.iter().copied()).await;
         let mut c = Cluster {
             consul,
@@ -258,18 +257,15 @@ impl Cluster {
     }
 }
 
-/// One query, planned and routed against one pinned snapshot; its formatted answer and plan.
+/// One query, planned and routed against one snapshot (the coordinator's one-call setup pins
+/// each query); its formatted answer and plan.
 async fn run_query(
     coordinator: &SessionContext,
-    reader: &WorkerReader,
     sql: &str,
 ) -> Result<(String, Arc<dyn ExecutionPlan>), String> {
-    let mut state = coordinator.state();
-    pin_session(&mut state, reader);
-    let ctx = SessionContext::new_with_state(state);
-    let df = ctx.sql(sql).await.map_err(|e| e.to_string())?;
+    let df = coordinator.sql(sql).await.map_err(|e| e.to_string())?;
     let plan = df.create_physical_plan().await.map_err(|e| e.to_string())?;
-    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), ctx.task_ctx())
+    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), coordinator.task_ctx())
         .await
         .map_err(|e| e.to_string())?;
     Ok((
@@ -282,10 +278,9 @@ async fn run_query(
 
 /// Runs every query once, asserting each answer equals single-node DataFusion's.
 async fn check_all(c: &Cluster) -> usize {
-    let reader = c.reader();
     let mut tasks = 0;
     for (q, want) in QUERIES.iter().zip(&c.expected) {
-        let (got, plan) = run_query(&c.coordinator, &reader, q)
+        let (got, plan) = run_query(&c.coordinator, q)
             .await
             .unwrap_or_else(|e| panic!("{q}: {e}"));
         assert_eq!(
@@ -314,7 +309,6 @@ impl QueryStream {
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (s, o, l) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&log));
         let coordinator = c.coordinator.clone();
-        let reader = c.reader();
         let expected = c.expected.clone();
         let task = tokio::spawn(async move {
             let mut i = 0;
@@ -322,7 +316,7 @@ impl QueryStream {
                 let q = i % QUERIES.len();
                 i += 1;
                 let started = Instant::now();
-                let outcome = match run_query(&coordinator, &reader, QUERIES[q]).await {
+                let outcome = match run_query(&coordinator, QUERIES[q]).await {
                     Ok((got, _)) if got == expected[q] => Ok(()),
                     Ok((got, _)) => Err(format!("wrong answer for query {q}:\n{got}")),
                     Err(e) => Err(e),
@@ -368,7 +362,7 @@ async fn scale_out_plans_more_tasks_and_answers_stay_correct() {
         "3 workers cap a stage at 3 tasks, got {tasks3}"
     );
 
-    let (_, plan) = run_query(&c.coordinator, &c.reader(), QUERIES[0])
+    let (_, plan) = run_query(&c.coordinator, QUERIES[0])
         .await
         .unwrap();
     println!(
@@ -380,7 +374,7 @@ async fn scale_out_plans_more_tasks_and_answers_stay_correct() {
         .push(WorkerProcess::start(c.consul.http_addr()).await);
     c.wait_for_workers(4).await;
     let tasks4 = check_all(&c).await;
-    let (_, plan) = run_query(&c.coordinator, &c.reader(), QUERIES[0])
+    let (_, plan) = run_query(&c.coordinator, QUERIES[0])
         .await
         .unwrap();
     println!(
@@ -516,7 +510,7 @@ async fn sidecar_restart_keeps_the_last_good_list_and_resyncs() {
     let reader = c.reader();
     wait_until("the client to notice the sidecar is gone", GUARD, || {
         let s = reader.status();
-        async move { s.consecutive_failures >= 1 }
+        async move { s.consecutive_failures >= 1 && !s.connected && s.client_stale }
     })
     .await;
     // Queries keep running on the last good list while the sidecar is down.
@@ -541,7 +535,8 @@ async fn sidecar_restart_keeps_the_last_good_list_and_resyncs() {
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["index"].as_u64(), Some(after.sidecar_index), "{body}");
-    assert!(!c.client.status().is_stale());
+    let status = c.client.status();
+    assert!(!status.is_stale() && status.connected, "{status:?}");
     assert_eq!(check_all(&c).await, 4);
     c.stop().await;
 }

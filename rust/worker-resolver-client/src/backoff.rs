@@ -1,4 +1,4 @@
-//! Capped exponential backoff with full jitter.
+//! Capped exponential backoff with full jitter (crate-internal: its one user is the poll loop).
 
 use std::time::Duration;
 
@@ -37,6 +37,13 @@ impl Backoff {
     /// The delay after `failures` consecutive failures, with the thread's random generator.
     pub fn random_delay(&self, failures: u32) -> Duration {
         self.delay(failures, rand::random::<f64>())
+    }
+
+    /// Like [`Backoff::random_delay`] with the ceiling lowered to `cap` (full jitter still).
+    pub fn random_delay_capped(&self, failures: u32, cap: Duration) -> Duration {
+        self.ceiling(failures)
+            .min(cap)
+            .mul_f64(rand::random::<f64>())
     }
 }
 

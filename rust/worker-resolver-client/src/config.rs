@@ -1,15 +1,23 @@
-//! Validated configuration of a [`crate::SidecarClient`].
+//! Validated configuration of a [`crate::SidecarWorkerResolver`].
 
 use crate::backoff::Backoff;
 use crate::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
 /// The sidecar's cap on `?wait` (Consul's 10 minutes).
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Configuration of a [`crate::SidecarClient`], built and validated by [`ClientConfig::builder`].
-#[derive(Debug, Clone)]
+/// The default `stale_after`: a held poll is contact, so this only runs while no connection to
+/// the sidecar is open (refused connections are retried within a second).
+const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(15);
+
+/// Produces the `traceparent` header of a poll request; called inside the poll's span.
+pub type TraceparentProvider = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Configuration of a [`crate::SidecarWorkerResolver`], built and validated by [`ClientConfig::builder`].
+#[derive(Clone)]
 pub struct ClientConfig {
     pub(crate) base: Url,
     pub(crate) wait: Duration,
@@ -17,6 +25,21 @@ pub struct ClientConfig {
     pub(crate) backoff: Backoff,
     pub(crate) stale_after: Duration,
     pub(crate) max_body_bytes: usize,
+    pub(crate) traceparent: Option<TraceparentProvider>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("sidecar_url", &self.base.as_str())
+            .field("wait", &self.wait)
+            .field("request_grace", &self.request_grace)
+            .field("backoff", &self.backoff)
+            .field("stale_after", &self.stale_after)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("traceparent", &self.traceparent.as_ref().map(|_| "provider"))
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -32,6 +55,7 @@ impl ClientConfig {
             },
             stale_after: None,
             max_body_bytes: 16 << 20,
+            traceparent: None,
         }
     }
 
@@ -52,13 +76,17 @@ impl ClientConfig {
     }
 
     /// The retry backoff while the sidecar is unreachable.
-    pub fn backoff(&self) -> Backoff {
+    pub(crate) fn backoff(&self) -> Backoff {
         self.backoff
     }
 
-    /// After this long without any answer from the sidecar the client calls itself stale.
+    /// After this long without contact with the sidecar the client calls itself stale.
     pub fn stale_after(&self) -> Duration {
         self.stale_after
+    }
+
+    pub(crate) fn traceparent_provider(&self) -> Option<&TraceparentProvider> {
+        self.traceparent.as_ref()
     }
 
     pub(crate) fn workers_url(&self, index: u64) -> String {
@@ -73,7 +101,7 @@ impl ClientConfig {
 }
 
 /// Builder of a [`ClientConfig`]; [`ClientConfigBuilder::build`] validates every value.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientConfigBuilder {
     sidecar_url: String,
@@ -82,6 +110,17 @@ pub struct ClientConfigBuilder {
     backoff: Backoff,
     stale_after: Option<Duration>,
     max_body_bytes: usize,
+    traceparent: Option<TraceparentProvider>,
+}
+
+impl std::fmt::Debug for ClientConfigBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfigBuilder")
+            .field("sidecar_url", &self.sidecar_url)
+            .field("wait", &self.wait)
+            .field("stale_after", &self.stale_after)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfigBuilder {
@@ -105,11 +144,25 @@ impl ClientConfigBuilder {
         self
     }
 
-    /// After this long without any answer from the sidecar the client reports itself stale
-    /// (the list is still served). Default: the request timeout plus the backoff cap, i.e. a
-    /// healthy long poll always answers well before it.
+    /// After this long without contact with the sidecar the client reports itself stale (the
+    /// list is still served). Contact is an answer, or a long poll held on an open connection
+    /// (the sidecar is there and has nothing new), so any value is meaningful whatever the
+    /// `wait`. Default 15 s. (A sidecar that accepts connections but never answers, e.g. a
+    /// stopped process, counts as contact until the request times out.)
     pub fn stale_after(mut self, after: Duration) -> Self {
         self.stale_after = Some(after);
+        self
+    }
+
+    /// The `traceparent` of each poll request: `provider` is called inside the poll's
+    /// `worker_resolver.poll` span (a root span, one trace per poll), so a coordinator using
+    /// `tracing-opentelemetry` can return that span's context and the sidecar's span becomes its
+    /// child. `None` from the provider (and the default) means a fresh random sampled trace.
+    pub fn traceparent(
+        mut self,
+        provider: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.traceparent = Some(Arc::new(provider));
         self
     }
 
@@ -157,11 +210,12 @@ impl ClientConfigBuilder {
             backoff: self.backoff,
             stale_after: Duration::ZERO,
             max_body_bytes: self.max_body_bytes,
+            traceparent: self.traceparent,
         };
         cfg.stale_after = match self.stale_after {
             Some(d) if d.is_zero() => return Err(Error::invalid("stale_after", "must be > 0")),
             Some(d) => d,
-            None => cfg.request_timeout() + self.backoff.cap,
+            None => DEFAULT_STALE_AFTER,
         };
         Ok(cfg)
     }
@@ -181,10 +235,7 @@ mod tests {
             c.request_timeout(),
             Duration::from_secs(60) + Duration::from_millis(3750) + Duration::from_secs(5)
         );
-        assert_eq!(
-            c.stale_after(),
-            c.request_timeout() + Duration::from_secs(5)
-        );
+        assert_eq!(c.stale_after(), Duration::from_secs(15));
         assert_eq!(
             c.workers_url(12),
             "http://127.0.0.1:9464/v1/workers?index=12&wait=60000ms"

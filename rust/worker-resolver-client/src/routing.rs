@@ -1,10 +1,11 @@
 //! Task routing against one snapshot (docs/design.md §6), without any DataFusion type: the
-//! `datafusion` module's route-tasks handler is a thin adapter over [`route_tasks`].
+//! `datafusion` module's route-tasks handler is a thin adapter over `route_tasks`.
 
 use url::Url;
 
 /// How a stage's tasks are assigned to workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum RoutingStrategy {
     /// Round robin from a random start (what Distributed DataFusion does by default).
     RoundRobin,
@@ -21,7 +22,7 @@ pub enum RoutingStrategy {
 /// The workers to route to: the plan's snapshot, minus the workers that left since (so a task
 /// is not sent to a worker known to be gone); the live list when none of the planned ones is
 /// left. `live = None` means "no newer information".
-pub fn route_candidates(planned: &[Url], live: Option<&[Url]>) -> Vec<Url> {
+pub(crate) fn route_candidates(planned: &[Url], live: Option<&[Url]>) -> Vec<Url> {
     match live {
         None => planned.to_vec(),
         Some(live) => {
@@ -40,7 +41,7 @@ pub fn route_candidates(planned: &[Url], live: Option<&[Url]>) -> Vec<Url> {
 /// `query_key` identifies the query (used by `Seeded`), `stage_key` the stage (used by
 /// `Seeded` and `Rendezvous`), `random` is a random number (used by `RoundRobin`).
 /// Returns `None` when there is no candidate (routing to zero workers is an error for the caller).
-pub fn route_tasks(
+pub(crate) fn route_tasks(
     strategy: RoutingStrategy,
     candidates: &[Url],
     task_count: usize,

@@ -45,6 +45,7 @@ impl Source {
 
 /// One healthy worker as the sidecar reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Worker {
     /// The URL tasks are sent to.
     pub url: Url,
@@ -62,6 +63,7 @@ pub struct Worker {
 
 /// An immutable, whole view of the worker set; the client swaps the pointer, never the content.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerSnapshot {
     /// This client's own publish counter: 0 before the first answer, then +1 on each change of
     /// the worker set, its source or its staleness, and never otherwise.

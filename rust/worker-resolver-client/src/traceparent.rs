@@ -34,16 +34,6 @@ impl TraceParent {
             sampled: true,
         }
     }
-
-    /// The trace id as 32 lowercase hex digits.
-    pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
-    }
-
-    /// The span id as 16 lowercase hex digits.
-    pub fn span_id_hex(&self) -> String {
-        format!("{:016x}", self.span_id)
-    }
 }
 
 impl fmt::Display for TraceParent {

@@ -39,6 +39,15 @@ struct WireError {
     error: String,
 }
 
+/// A worker URL the sidecar sent that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("worker url {url:?}")]
+struct BadWorkerUrl {
+    url: String,
+    #[source]
+    source: url::ParseError,
+}
+
 /// A decoded answer of the sidecar.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Answer {
@@ -74,15 +83,18 @@ pub(crate) fn decode(status: u16, retry_after: Option<&str>, body: &[u8]) -> Res
             return Err(Error::UnexpectedStatus { status, message });
         }
     }
-    let wire: WireAnswer =
-        serde_json::from_slice(body).map_err(|e| Error::Decode(e.to_string()))?;
+    let wire: WireAnswer = serde_json::from_slice(body).map_err(Error::decode)?;
     if wire.index == 0 {
         return Ok(Answer::NotYetKnown { retry_after: None });
     }
     let mut workers = Vec::with_capacity(wire.workers.len());
     for w in wire.workers {
-        let url = Url::parse(&w.url)
-            .map_err(|e| Error::Decode(format!("worker url {:?}: {e}", w.url)))?;
+        let url = Url::parse(&w.url).map_err(|source| {
+            Error::decode(BadWorkerUrl {
+                url: w.url.clone(),
+                source,
+            })
+        })?;
         workers.push(Worker {
             url,
             id: w.id,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use worker_resolver_client::{ClientConfig, Error, SidecarClient};
+use worker_resolver_client::{ClientConfig, Error, SidecarWorkerResolver};
 
 const GUARD: Duration = Duration::from_secs(30);
 
@@ -111,7 +111,7 @@ async fn not_known_yet_then_a_list_and_503_or_errors_never_empty_it() {
         workers(2, &[9001, 9002, 9003]),
     ])
     .await;
-    let client = SidecarClient::start(config(&url)).unwrap();
+    let client = SidecarWorkerResolver::start(config(&url)).unwrap();
     let first = client.ready(GUARD).await.unwrap();
     assert_eq!(first.urls.len(), 2);
     assert_eq!(first.version, 1);
@@ -171,7 +171,7 @@ async fn a_backwards_index_resets_to_zero() {
         workers(3, &[9001, 9002]),
     ])
     .await;
-    let client = SidecarClient::start(config(&url)).unwrap();
+    let client = SidecarWorkerResolver::start(config(&url)).unwrap();
     let mut rx = client.subscribe();
     let s = tokio::time::timeout(GUARD, rx.wait_for(|s| s.urls.len() == 2))
         .await
@@ -210,7 +210,7 @@ async fn a_backwards_index_resets_to_zero() {
 #[tokio::test]
 async fn dropping_the_client_stops_its_task_and_the_reader_keeps_the_list() {
     let (url, seen) = scripted(vec![workers(1, &[9001])]).await;
-    let client = SidecarClient::start(config(&url)).unwrap();
+    let client = SidecarWorkerResolver::start(config(&url)).unwrap();
     let reader = client.reader();
     client.ready(GUARD).await.unwrap();
     // The next long poll is outstanding (held by the script) before the drop.
@@ -235,7 +235,7 @@ async fn dropping_the_client_stops_its_task_and_the_reader_keeps_the_list() {
 #[test]
 fn start_outside_a_runtime_is_an_error() {
     let cfg = config("http://127.0.0.1:1");
-    assert!(matches!(SidecarClient::start(cfg), Err(Error::NoRuntime)));
+    assert!(matches!(SidecarWorkerResolver::start(cfg), Err(Error::NoRuntime)));
 }
 
 #[tokio::test]
@@ -251,7 +251,7 @@ async fn a_fixed_reader_serves_a_sorted_static_list_and_is_never_stale() {
 #[tokio::test]
 async fn after_a_failed_request_the_next_one_resyncs_from_index_zero() {
     let (url, seen) = scripted(vec![workers(4, &[9001]), Reply::Cut, workers(4, &[9001])]).await;
-    let client = SidecarClient::start(config(&url)).unwrap();
+    let client = SidecarWorkerResolver::start(config(&url)).unwrap();
     client.ready(GUARD).await.unwrap();
     tokio::time::timeout(GUARD, async {
         while seen.lock().unwrap().len() < 4 {
@@ -281,4 +281,154 @@ async fn after_a_failed_request_the_next_one_resyncs_from_index_zero() {
         "the same list after the resync publishes nothing"
     );
     client.close().await;
+}
+
+/// Waits until the scripted server has seen `n` requests.
+async fn requests_seen(seen: &Arc<Mutex<Vec<String>>>, n: usize) {
+    tokio::time::timeout(GUARD, async {
+        while seen.lock().unwrap().len() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the requests arrive");
+}
+
+#[tokio::test]
+async fn the_resolver_handed_to_datafusion_owns_its_refresher() {
+    // Issue 20.1: a clone (what `with_distributed_worker_resolver` keeps) outlives the value
+    // the application started, and keeps refreshing.
+    let (url, seen) = scripted(vec![workers(1, &[9001])]).await;
+    let started = SidecarWorkerResolver::start(config(&url)).unwrap();
+    let handed = started.clone();
+    started.ready(GUARD).await.unwrap();
+    drop(started);
+    requests_seen(&seen, 2).await;
+    let status = handed.status();
+    assert!(!status.closed, "{status:?}");
+    assert_eq!(handed.reader().checked_urls().unwrap().len(), 1);
+    handed.close().await;
+}
+
+#[tokio::test]
+async fn a_reader_left_without_its_resolver_says_so_loudly() {
+    // Issue 20.1: with only a non-owning reader left, the list is frozen and every read says it.
+    let (url, seen) = scripted(vec![workers(1, &[9001])]).await;
+    let resolver = SidecarWorkerResolver::start(config(&url)).unwrap();
+    let reader = resolver.reader();
+    resolver.ready(GUARD).await.unwrap();
+    requests_seen(&seen, 2).await;
+    drop(resolver);
+    let err = reader.checked_urls().unwrap_err();
+    assert_eq!(err.code(), "ERR_CLOSED", "{err}");
+    let status = reader.status();
+    assert!(status.closed && status.is_stale(), "{status:?}");
+    assert_eq!(reader.urls().len(), 1, "the last list stays readable");
+}
+
+#[tokio::test]
+async fn a_poll_held_on_a_live_connection_is_contact() {
+    // Issue 20.3: stale_after far below the wait; the sidecar holds the second poll (nothing
+    // new). A held poll is contact: not stale, connected. Old code: stale after 200 ms.
+    let (url, seen) = scripted(vec![workers(1, &[9001])]).await;
+    let cfg = ClientConfig::builder(url)
+        .wait(Duration::from_secs(30))
+        .stale_after(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let resolver = SidecarWorkerResolver::start(cfg).unwrap();
+    resolver.ready(GUARD).await.unwrap();
+    requests_seen(&seen, 2).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = resolver.status();
+    assert!(status.connected, "{status:?}");
+    assert_eq!(status.since_last_contact, Some(Duration::ZERO), "{status:?}");
+    assert!(!status.client_stale && !status.is_stale(), "{status:?}");
+    assert!(status.since >= Duration::from_millis(800), "{status:?}");
+    resolver.close().await;
+}
+
+#[tokio::test]
+async fn without_a_connection_the_client_goes_stale_and_says_why() {
+    // Issue 20.3: nothing listens at the sidecar's address: not connected, stale once
+    // `stale_after` has passed, and the last error says what happened, and since when.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let cfg = ClientConfig::builder(url)
+        .wait(Duration::from_secs(30))
+        .stale_after(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let resolver = SidecarWorkerResolver::start(cfg).unwrap();
+    let reader = resolver.reader();
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let s = reader.status();
+            if s.client_stale && s.consecutive_failures >= 2 {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .map(|s| {
+        assert!(!s.connected, "{s:?}");
+        assert!(s.last_error_age.is_some(), "{s:?}");
+        let err = s.last_error.expect("an error");
+        assert_eq!(err.code(), "ERR_SIDECAR_UNREACHABLE");
+        assert!(
+            std::error::Error::source(err.as_ref()).is_some(),
+            "the error keeps its source: {err}"
+        );
+    })
+    .expect("stale without a sidecar");
+    resolver.close().await;
+}
+
+#[tokio::test]
+async fn close_is_seen_by_subscribers_while_readers_exist() {
+    // Issue 20.5: after close(), a watcher's changed() resolves (closed) although a reader
+    // (and the resolver itself) still exist. Old code: it never resolved.
+    let (url, _seen) = scripted(vec![workers(1, &[9001])]).await;
+    let resolver = SidecarWorkerResolver::start(config(&url)).unwrap();
+    let _reader = resolver.reader();
+    resolver.ready(GUARD).await.unwrap();
+    let mut rx = resolver.subscribe();
+    let watcher = tokio::spawn(async move { rx.changed().await.is_err() });
+    resolver.close().await;
+    let closed = tokio::time::timeout(GUARD, watcher)
+        .await
+        .expect("changed() resolves after close")
+        .unwrap();
+    assert!(closed, "changed() reports the closed channel");
+    assert!(
+        resolver.subscribe().changed().await.is_err(),
+        "a late subscriber sees it at once"
+    );
+}
+
+#[tokio::test]
+async fn refused_connections_are_retried_within_a_second() {
+    // Issue 20.6: with a 60 s backoff, a refused connection (nothing listens: the sidecar is
+    // restarting) is still retried within a second, so five attempts take a few seconds, far
+    // below the guard. Old code: up to a minute per retry (passing by chance < 0.3 %).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let cfg = ClientConfig::builder(url)
+        .wait(Duration::from_secs(30))
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let resolver = SidecarWorkerResolver::start(cfg).unwrap();
+    let reader = resolver.reader();
+    tokio::time::timeout(GUARD, async {
+        while reader.status().consecutive_failures < 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("five refused attempts within the guard");
+    resolver.close().await;
 }

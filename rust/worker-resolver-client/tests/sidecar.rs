@@ -2,12 +2,12 @@
 //! the project's Consul dev server: ready, change propagation, sidecar killed (last good list
 //! kept, staleness shown), sidecar restarted (its index restarts lower; the client resyncs).
 
-mod support;
+use worker_resolver_test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;
 use support::{DevConsul, SidecarProcess, wait_until};
-use worker_resolver_client::{ClientConfig, Error, SidecarClient, Source, WorkerSnapshot};
+use worker_resolver_client::{ClientConfig, Error, SidecarWorkerResolver, Source, WorkerSnapshot};
 
 const GUARD: Duration = Duration::from_secs(60);
 
@@ -16,7 +16,7 @@ fn ports(s: &WorkerSnapshot) -> Vec<u16> {
 }
 
 /// Waits until the client's published snapshot has exactly these worker ports.
-async fn wait_for_ports(client: &SidecarClient, want: &[u16]) -> Arc<WorkerSnapshot> {
+async fn wait_for_ports(client: &SidecarWorkerResolver, want: &[u16]) -> Arc<WorkerSnapshot> {
     let mut rx = client.subscribe();
     let want = want.to_vec();
     let got = tokio::time::timeout(GUARD, rx.wait_for(|s| ports(s) == want))
@@ -44,7 +44,7 @@ async fn follows_the_real_sidecar_through_changes_a_kill_and_a_restart() {
         .stale_after(Duration::from_millis(500))
         .build()
         .unwrap();
-    let client = SidecarClient::start(cfg).unwrap();
+    let client = SidecarWorkerResolver::start(cfg).unwrap();
 
     // ready: the first snapshot, from Consul, fresh.
     let first = client.ready(GUARD).await.expect("ready");
@@ -129,7 +129,7 @@ async fn ready_times_out_while_the_sidecar_has_no_snapshot() {
         .wait(Duration::from_secs(30))
         .build()
         .unwrap();
-    let client = SidecarClient::start(cfg).unwrap();
+    let client = SidecarWorkerResolver::start(cfg).unwrap();
     let err = client.ready(Duration::from_millis(1500)).await.unwrap_err();
     assert!(matches!(err, Error::ReadyTimeout { .. }), "{err}");
     assert_eq!(err.code(), "ERR_READY_TIMEOUT");

@@ -1,7 +1,11 @@
-//! Shared harness of the Rust integration tests: the project's Consul dev server (through
-//! `rust/fixtures/consul-dev-server.mjs`), a real `worker-resolver serve` process, and a small
-//! HTTP helper. Every child process is killed when its handle drops.
-#![allow(dead_code)]
+//! The harness shared by the workspace's tests and examples (not published): the project's
+//! Consul dev server (through `rust/fixtures/consul-dev-server.mjs`), a real
+//! `worker-resolver serve` process, a real Consul agent, and a small HTTP helper; with the
+//! `cluster` feature, the DataFusion side of the loopback cluster ([`cluster`]). Every child
+//! process is killed when its handle drops.
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -1,22 +1,23 @@
-//! The DataFusion side of the loopback cluster, shared by `tests/cluster.rs` and the examples
-//! (`demo`, `crash_bench`): the generated Parquet tables, the coordinator session whose
-//! `WorkerResolver` is this repository's client, the single-node reference answers, the
-//! `consul-worker` processes, and the task count of a distributed plan.
-#![allow(dead_code)]
+//! The DataFusion side of the loopback cluster, shared by `consul-worker`'s `tests/cluster.rs`
+//! and its examples (`demo`, `crash_bench`): the generated Parquet tables, the coordinator
+//! session whose `WorkerResolver` is this repository's client, the single-node reference
+//! answers, the `consul-worker` processes, and the task count of a distributed plan.
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use datafusion_distributed::{DistributedExt, NetworkBoundaryExt, SessionStateBuilderExt};
+use datafusion_distributed::{
+    DistributedExt, NetworkBoundaryExt, SessionStateBuilderExt, WorkerResolver,
+};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use worker_resolver_client::datafusion::SnapshotRouter;
-use worker_resolver_client::{RoutingStrategy, WorkerReader};
+use worker_resolver_client::datafusion::SidecarResolverExt;
+use worker_resolver_client::{RoutingStrategy, SidecarWorkerResolver};
 
 /// The Consul service the workers register as.
 pub const SERVICE: &str = "datafusion-worker";
@@ -63,27 +64,20 @@ pub async fn register_tables(ctx: &SessionContext, dir: &Path) {
     }
 }
 
-/// A distributed coordinator over `dir`'s tables whose `WorkerResolver` is `reader`; with
-/// `routing`, tasks are routed against the snapshot the plan used ([`SnapshotRouter`]).
-pub async fn coordinator(
-    reader: &WorkerReader,
-    routing: Option<RoutingStrategy>,
-    dir: &Path,
-) -> SessionContext {
+/// The session builder both coordinators share.
+fn builder() -> SessionStateBuilder {
     // target_partitions 12: datafusion-distributed 4.0.0's file-scan scale-up fails planning
     // ("Different partition count where provided in two different variants of
     // DistributedLeafExec") when the byte-range split of these 8 files does not give every
     // task the same number of groups (e.g. target_partitions 2 or 4 with 3 workers); 12
     // splits evenly for 2, 3 and 4 workers.
-    let mut builder = SessionStateBuilder::new()
+    SessionStateBuilder::new()
         .with_config(SessionConfig::new().with_target_partitions(12))
         .with_default_features()
-        .with_distributed_worker_resolver(reader.clone())
-        .with_distributed_planner();
-    if let Some(strategy) = routing {
-        builder = builder
-            .with_distributed_route_tasks_handler(SnapshotRouter::new(reader.clone(), strategy));
-    }
+        .with_distributed_planner()
+}
+
+async fn finish(builder: SessionStateBuilder, dir: &Path) -> SessionContext {
     let state = builder
         .with_distributed_file_scan_config_bytes_per_partition(1)
         .unwrap()
@@ -91,6 +85,29 @@ pub async fn coordinator(
     let ctx = SessionContext::new_with_state(state);
     register_tables(&ctx, dir).await;
     ctx
+}
+
+/// A distributed coordinator over `dir`'s tables set up in one call
+/// (`with_sidecar_worker_resolver`: resolver, router with `routing`, per-query pin).
+pub async fn coordinator(
+    resolver: &SidecarWorkerResolver,
+    routing: RoutingStrategy,
+    dir: &Path,
+) -> SessionContext {
+    finish(
+        builder().with_sidecar_worker_resolver_routing(resolver.clone(), routing),
+        dir,
+    )
+    .await
+}
+
+/// A distributed coordinator over `dir`'s tables with any `resolver` and upstream's default
+/// routing (the crash benchmark's polling resolvers).
+pub async fn plain_coordinator(
+    resolver: impl WorkerResolver + 'static,
+    dir: &Path,
+) -> SessionContext {
+    finish(builder().with_distributed_worker_resolver(resolver), dir).await
 }
 
 /// Single-node DataFusion's formatted answer to each query over `dir`'s tables.
