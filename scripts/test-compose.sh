@@ -80,6 +80,8 @@ fi
 state="$(mktemp -d /tmp/worker-resolver-compose.XXXXXX)"
 export DOCKER_HOST="unix://$state/docker.sock"
 export DOCKER_CONFIG="$state/client-config"
+# Compose builds with the engine's BuildKit itself (buildx, which Bake needs, is not installed).
+export COMPOSE_BAKE=false
 mkdir -p "$DOCKER_CONFIG"
 ip_forward_before="$(cat /proc/sys/net/ipv4/ip_forward)"
 forward_policy_before="$(iptables -S FORWARD | awk '$1 == "-P" { print $3 }')"
