@@ -164,8 +164,9 @@ log "dockerd $dockerd_pid up"
 test/compose/standins/build.sh "$docker" "$root/docker-compose.yml"
 log "stand-in images loaded"
 
-# The Rust binaries, as the named build context the test override gives rust/Dockerfile's `prebuilt` stage.
+# The Rust binaries, as the build context the test override gives rust/Dockerfile's `prebuilt` stage.
 export WORKER_RESOLVER_RUST_BIN="$state/rust-bin"
+export WORKER_RESOLVER_RUST_DOCKERFILE="$root/rust/Dockerfile"
 mkdir -p "$WORKER_RESOLVER_RUST_BIN"
 for b in "${rust_bins[@]}"; do
   cp "$CARGO_TARGET_DIR/debug/$b" "$WORKER_RESOLVER_RUST_BIN/"
