@@ -37,7 +37,10 @@ impl std::fmt::Debug for ClientConfig {
             .field("backoff", &self.backoff)
             .field("stale_after", &self.stale_after)
             .field("max_body_bytes", &self.max_body_bytes)
-            .field("traceparent", &self.traceparent.as_ref().map(|_| "provider"))
+            .field(
+                "traceparent",
+                &self.traceparent.as_ref().map(|_| "provider"),
+            )
             .finish()
     }
 }

@@ -40,9 +40,7 @@ pub enum Error {
     /// The worker list is not known yet: the sidecar has not answered with a first snapshot
     /// (what `get_urls()` returns then, rather than an empty list, which would mean "no
     /// workers: plan locally").
-    #[error(
-        "the worker list is not known yet (no answer from the sidecar; await ready() first)"
-    )]
+    #[error("the worker list is not known yet (no answer from the sidecar; await ready() first)")]
     NotReady,
     /// The resolver was closed, or every handle that kept its refresher alive was dropped:
     /// nothing refreshes this list any more.

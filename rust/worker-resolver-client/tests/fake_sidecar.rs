@@ -235,7 +235,10 @@ async fn dropping_the_client_stops_its_task_and_the_reader_keeps_the_list() {
 #[test]
 fn start_outside_a_runtime_is_an_error() {
     let cfg = config("http://127.0.0.1:1");
-    assert!(matches!(SidecarWorkerResolver::start(cfg), Err(Error::NoRuntime)));
+    assert!(matches!(
+        SidecarWorkerResolver::start(cfg),
+        Err(Error::NoRuntime)
+    ));
 }
 
 #[tokio::test]
@@ -342,7 +345,11 @@ async fn a_poll_held_on_a_live_connection_is_contact() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     let status = resolver.status();
     assert!(status.connected, "{status:?}");
-    assert_eq!(status.since_last_contact, Some(Duration::ZERO), "{status:?}");
+    assert_eq!(
+        status.since_last_contact,
+        Some(Duration::ZERO),
+        "{status:?}"
+    );
     assert!(!status.client_stale && !status.is_stale(), "{status:?}");
     assert!(status.since >= Duration::from_millis(800), "{status:?}");
     resolver.close().await;
