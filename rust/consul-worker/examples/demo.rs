@@ -140,7 +140,11 @@ async fn main() {
             ))
         }
         .await;
-        if let Some(pinned) = result.as_ref().ok().and_then(|(plan, _)| plan_snapshot(plan)) {
+        if let Some(pinned) = result
+            .as_ref()
+            .ok()
+            .and_then(|(plan, _)| plan_snapshot(plan))
+        {
             snapshot = pinned; // the snapshot the query was planned and routed with
         }
         let status = client.status();

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{DevConsul, Lines, RealConsul, SidecarProcess, wait_until};
 use tokio::process::{Child, Command};
-use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarWorkerResolver, Source, WorkerReader};
+use worker_resolver_client::{
+    ClientConfig, RoutingStrategy, SidecarWorkerResolver, Source, WorkerReader,
+};
 
 const GUARD: Duration = Duration::from_secs(120);
 /// The workers' HTTP check interval.
@@ -362,9 +364,7 @@ async fn scale_out_plans_more_tasks_and_answers_stay_correct() {
         "3 workers cap a stage at 3 tasks, got {tasks3}"
     );
 
-    let (_, plan) = run_query(&c.coordinator, QUERIES[0])
-        .await
-        .unwrap();
+    let (_, plan) = run_query(&c.coordinator, QUERIES[0]).await.unwrap();
     println!(
         "plan with 3 workers:\n{}",
         display_plan_ascii(plan.as_ref(), false)
@@ -374,9 +374,7 @@ async fn scale_out_plans_more_tasks_and_answers_stay_correct() {
         .push(WorkerProcess::start(c.consul.http_addr()).await);
     c.wait_for_workers(4).await;
     let tasks4 = check_all(&c).await;
-    let (_, plan) = run_query(&c.coordinator, QUERIES[0])
-        .await
-        .unwrap();
+    let (_, plan) = run_query(&c.coordinator, QUERIES[0]).await.unwrap();
     println!(
         "plan with 4 workers:\n{}",
         display_plan_ascii(plan.as_ref(), false)

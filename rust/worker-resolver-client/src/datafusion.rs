@@ -250,7 +250,10 @@ impl QueryPlanner for PinningQueryPlanner {
                     .await?
             }
         };
-        Ok(Arc::new(PinnedSnapshotExec { input: plan, pinned }))
+        Ok(Arc::new(PinnedSnapshotExec {
+            input: plan,
+            pinned,
+        }))
     }
 }
 
@@ -455,7 +458,10 @@ mod tests {
             .build();
         let installed = get_distributed_worker_resolver(state.config()).unwrap();
         let any: &dyn Any = installed.as_ref();
-        assert!(any.is::<SidecarWorkerResolver>(), "the resolver is installed");
+        assert!(
+            any.is::<SidecarWorkerResolver>(),
+            "the resolver is installed"
+        );
 
         let logical = LogicalPlanBuilder::empty(true).build().unwrap();
         let plan = state.create_physical_plan(&logical).await.unwrap();
