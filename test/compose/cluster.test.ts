@@ -14,8 +14,9 @@
  *      CRASH_FAILED_MAX; no TypeScript job fails at all; no answer is ever wrong;
  *   4. Prometheus: every target up (the scrape targets of deploy/prometheus.yml), the rules of
  *      dashboards/alerts.yml loaded, and its worker-count series equal to the sidecar's list;
- *   5. Jaeger's query API: a trace that starts in the Rust coordinator and continues in the
- *      sidecar (traceparent), and refresh spans from the sidecar and the TypeScript coordinator.
+ *   5. Jaeger's query API: a sidecar long-poll span that continues the Rust coordinator's trace
+ *      (its client's traceparent; the parent must be an exported coordinator span as soon as the
+ *      coordinator exports spans), and refresh spans from the sidecar and the TypeScript coordinator.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
