@@ -2,12 +2,13 @@
 //! `worker-resolver-client`. It reads the worker list from the sidecar, runs a query workload
 //! against the cluster's `datafusion_distributed` workers (e.g. `consul-worker`), logs each
 //! query (snapshot version, tasks per stage, the answer checked against single-node
-//! DataFusion) and serves its metrics (Prometheus text).
+//! DataFusion), serves its metrics (Prometheus text) and exports its spans as OTLP/HTTP JSON.
 //! Flags: see `usage.txt` (`--help`).
 #![deny(missing_docs)]
 
 mod metrics;
 mod otel;
+mod otlp;
 mod workload;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
@@ -126,8 +127,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    otel::init();
-    let result = runtime.block_on(run(args));
+    let exporter = otel::init("worker-resolver-coordinator");
+    let result = runtime.block_on(async move {
+        let stop = CancellationToken::new();
+        let exporting = exporter.map(|e| tokio::spawn(e.run(stop.clone())));
+        let result = run(args, stop.clone()).await;
+        stop.cancel();
+        if let Some(task) = exporting {
+            // The exporter gives the last spans at most 2 s; this bound is a second guard.
+            let _ = tokio::time::timeout(Duration::from_secs(4), task).await;
+        }
+        result
+    });
     // Whatever is still blocked (a hung query, a poll) is not waited for.
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result {
@@ -139,10 +150,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, stop: CancellationToken) -> Result<(), String> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let stop = CancellationToken::new();
     {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -157,6 +167,9 @@ async fn run(args: Args) -> Result<(), String> {
 
     let config = ClientConfig::builder(args.sidecar.clone())
         .wait(args.wait)
+        // The poll span's ids (as the OTLP layer assigned them) become the request's
+        // traceparent: the sidecar's span is the exported poll span's child.
+        .traceparent(otlp::current_traceparent)
         .build()
         .map_err(|e| e.to_string())?;
     let resolver = SidecarWorkerResolver::start(config).map_err(|e| e.to_string())?;
