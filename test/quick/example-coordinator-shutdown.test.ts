@@ -51,7 +51,11 @@ async function stopWithCollector(
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = once(child, 'exit');
   try {
-    await waitFor(() => (output.match(/^job q\d+ .* OK /gm) ?? []).length >= 3, `three jobs (output: ${output})`, 30_000);
+    await waitFor(
+      () => (output.match(/^job q\d+ .* OK /gm) ?? []).length >= 3,
+      `three jobs (output: ${output})`,
+      30_000,
+    );
     const t0 = Date.now();
     child.kill('SIGTERM');
     const [code] = (await exited) as [number | null];
