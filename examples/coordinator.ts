@@ -12,6 +12,9 @@
  * `/metrics` and `/v1/workers`); `JOB_EVERY_MS` (2000); `MAX_TASKS_PER_STAGE` (0 = the worker
  * count); `OTEL_EXPORTER_OTLP_ENDPOINT` (traces of each planned and routed stage).
  *
+ * SIGTERM / SIGINT: stops after the job in progress and exits 0 within a few seconds; spans that
+ * cannot be flushed then (an unreachable collector) are a warning, as in `worker-resolver serve`.
+ *
  * The planning, routing, retry and merge logic lives in src/examples/coordinator.ts.
  */
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -21,6 +24,8 @@ import { createWorkerResolver, startSidecar } from 'worker-resolver';
 import { formatJob, formatSnapshot, runJobs } from 'worker-resolver/examples';
 
 const env = process.env;
+/** The longest wait for the span flush at shutdown (the sidecar's bound, src/cli/otel.ts). */
+const SHUTDOWN_TRACES_MS = 5_000;
 const service = env['WORKER_SERVICE'] ?? 'datafusion-worker';
 const [host = '127.0.0.1', port = '9465'] = (env['COORDINATOR_LISTEN'] ?? '127.0.0.1:9465').split(/:(?=\d+$)/);
 
@@ -63,4 +68,29 @@ await runJobs({
 // 4. Stop in reverse order; nothing is left open, so the process exits by itself.
 await http.close();
 await resolver.close();
-await sdk?.shutdown();
+if (sdk !== undefined) await shutdownTraces(sdk, SHUTDOWN_TRACES_MS);
+
+/**
+ * Flushes the spans and stops the exporter, bounded by `timeoutMs`. A stop is never an error: a
+ * collector that is unreachable (the SDK's shutdown rejects once its export retries give up) or
+ * slow only loses spans, which is said once on stderr. After a timeout the exporter may still
+ * hold a socket or a retry timer, so the process exits explicitly instead of waiting for it.
+ */
+async function shutdownTraces(tracing: NodeSDK, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const result = await Promise.race([tracing.shutdown().then(() => 'done' as const), timedOut]).catch(
+    (err: unknown) => {
+      const message = err instanceof Error ? err.message : String(err);
+      console.warn(`coordinator: spans not flushed at shutdown (trace export failed: ${message.split('\n')[0]})`);
+      return 'failed' as const;
+    },
+  );
+  clearTimeout(timer);
+  if (result === 'timeout') {
+    console.warn(`coordinator: spans not flushed at shutdown (trace export still running after ${timeoutMs} ms)`);
+    process.exit(0);
+  }
+}

@@ -3,7 +3,9 @@
 #   1. provision what the tests need (scripts/provision.sh: Debian peers, the real Consul agent binary);
 #   2. the Rust workspace's tests, when scripts/test-rust.sh exists;
 #   3. `npm test`: typecheck, lint + format check, every TypeScript test — the contract suite against the dev server
-#      and the real Consul agent, and the real-Consul fault tests included.
+#      and the real Consul agent, and the real-Consul fault tests included;
+#   4. the compose cluster built and run for real (scripts/test-compose.sh: its own Docker engine, stand-in images,
+#      the Rust workers and coordinator from step 2's build; docs/compose.md).
 # Runs every step even when one fails, and exits non-zero if any did. `.ci/run` is `npm ci` + this.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,6 +34,7 @@ fi
 [ -d node_modules ] || step "npm ci" npm ci --no-audit --no-fund
 if [ -f scripts/test-rust.sh ]; then step rust bash scripts/test-rust.sh; fi
 step "npm test" npm test
+step compose bash scripts/test-compose.sh
 
 echo "test-all: done in $((SECONDS - started)) s" >&2
 if [ "${#failed[@]}" -gt 0 ]; then

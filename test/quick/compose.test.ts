@@ -213,6 +213,35 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('runs the Rust topology: consul-workers that advertise their service name, a Rust coordinator on the sidecar', () => {
+    for (const name of ['worker-1', 'worker-2', 'worker-3']) {
+      const command = compose.services[name]?.command ?? [];
+      assert.equal(command[0], 'consul-worker', `${name} runs consul-worker`);
+      // Consul's check and the coordinator reach the worker by its container name.
+      assert.equal(command[command.indexOf('--advertise') + 1], name, `${name} advertises ${name}`);
+      assert.equal(command[command.indexOf('--id') + 1], name, `${name} registers as ${name}`);
+      assert.equal(command[command.indexOf('--listen') + 1], '0.0.0.0:50051');
+      assert.ok(
+        (compose.services[name]?.volumes ?? []).includes('datafusion-data:/data:ro'),
+        `${name} reads the tables`,
+      );
+    }
+    const rust = compose.services['rust-coordinator'] ?? {};
+    assert.equal(rust.command?.[0], 'worker-resolver-coordinator');
+    assert.equal(env(rust)['WORKER_RESOLVER_SIDECAR'], 'http://sidecar:9464');
+    assert.equal(env(rust)['WORKER_RESOLVER_DATA_DIR'], '/data');
+    assert.ok((rust.volumes ?? []).includes('datafusion-data:/data'), 'the coordinator writes the tables');
+    // The TypeScript example coordinator keeps to its own workers (the sidecar serves the Rust ones).
+    assert.equal(env(compose.services['coordinator'] ?? {})['WORKER_SERVICE'], 'example-worker');
+    const dockerfile = readFileSync(path.join(ROOT, 'rust/Dockerfile'), 'utf8');
+    assert.match(dockerfile, /^FROM rust:\S+ AS compile$/m);
+    assert.match(dockerfile, /^FROM scratch AS prebuilt$/m);
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    assert.match(runtime, /^FROM debian:bookworm-slim$/m);
+    const user = /^USER (\S+)/m.exec(runtime)?.[1];
+    assert.ok(user !== undefined && user !== 'root' && user !== '0', `USER ${user}`);
+  });
+
   it('builds a non-root node:20-slim image whose entrypoint is worker-resolver', () => {
     const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
     assert.match(dockerfile, /^FROM node:20-slim\b/m);

@@ -5,8 +5,11 @@
 //! ```text
 //! consul-worker [--listen 127.0.0.1:0] [--health-listen 127.0.0.1:0] [--consul URL]
 //!               [--service datafusion-worker] [--id ID] [--check-interval 1s]
-//!               [--drain-grace 2s] [--drain-timeout 30s]
+//!               [--drain-grace 2s] [--drain-timeout 30s] [--advertise HOST]
 //! ```
+//! In a container (docker-compose.yml) it listens on every interface and registers the name
+//! other containers reach it by: `--listen 0.0.0.0:50051 --health-listen 0.0.0.0:8081
+//! --advertise worker-1`. Without `--advertise`, only loopback addresses are accepted.
 //! Prints one JSON line on stdout once registered: `{"event":"registered","id",..,"url",..}`,
 //! and `{"event":"drained",..}` before a graceful exit. Logs (tracing) go to stderr.
 #![deny(missing_docs)]
@@ -37,6 +40,8 @@ struct Args {
     check_interval: Duration,
     drain_grace: Duration,
     drain_timeout: Duration,
+    /// The host registered in Consul (service address and check URL); None: the listen IPs.
+    advertise: Option<String>,
 }
 
 fn duration(flag: &str, v: &str) -> Result<Duration, String> {
@@ -67,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         check_interval: Duration::from_secs(1),
         drain_grace: Duration::from_secs(2),
         drain_timeout: Duration::from_secs(30),
+        advertise: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
             "--check-interval" => a.check_interval = duration(&flag, &value()?)?,
             "--drain-grace" => a.drain_grace = duration(&flag, &value()?)?,
             "--drain-timeout" => a.drain_timeout = duration(&flag, &value()?)?,
+            "--advertise" => a.advertise = Some(value()?).filter(|h| !h.is_empty()),
             "--help" | "-h" => {
                 println!("{}", include_str!("usage.txt"));
                 std::process::exit(0);
@@ -91,8 +98,13 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other} (see --help)")),
         }
     }
-    if !a.listen.ip().is_loopback() || !a.health_listen.ip().is_loopback() {
-        return Err("--listen and --health-listen must be loopback addresses".into());
+    if a.advertise.is_none()
+        && (!a.listen.ip().is_loopback() || !a.health_listen.ip().is_loopback())
+    {
+        return Err(
+            "--listen and --health-listen must be loopback addresses unless --advertise names the host others reach"
+                .into(),
+        );
     }
     Ok(a)
 }
@@ -165,9 +177,15 @@ async fn run(args: Args) -> Result<(), String> {
     let reg = Registration {
         service: args.service.clone(),
         id: id.clone(),
-        address: grpc_addr.ip().to_string(),
+        address: args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| grpc_addr.ip().to_string()),
         port: grpc_addr.port(),
-        check_url: format!("http://{health_addr}/health"),
+        check_url: match &args.advertise {
+            Some(host) => format!("http://{host}:{}/health", health_addr.port()),
+            None => format!("http://{health_addr}/health"),
+        },
         check_interval: args.check_interval,
         check_timeout: args.check_interval.min(Duration::from_secs(1)),
     };
@@ -175,7 +193,7 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(id = %id, grpc = %grpc_addr, consul = %args.consul, service = %args.service, health = %health_addr, "registered in consul");
     println!(
         "{}",
-        serde_json::json!({"event": "registered", "id": id, "url": format!("http://{grpc_addr}/"),
+        serde_json::json!({"event": "registered", "id": id, "url": format!("http://{}:{}/", reg.address, grpc_addr.port()),
                            "grpc_port": grpc_addr.port(), "health_port": health_addr.port()})
     );
 

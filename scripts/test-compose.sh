@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# The compose cluster, built and run for real (docs/compose.md; a step of scripts/test-all.sh, runnable alone):
+#
+#   bash scripts/test-compose.sh            # as root, on a machine of this project's kind
+#
+#   1. provisions what it needs: Debian's docker.io (the engine), mmdebstrap, iptables; Compose v2 built once from its
+#      Go module (scripts/go-module-binary.sh: Debian's docker-compose 1.29 rejects the file);
+#   2. starts its own dockerd, as root, with a data root, exec root, socket and pidfile in a directory it owns;
+#   3. loads the stand-in images under the official names (test/compose/standins/build.sh: no image registry is
+#      reachable here), cached by content outside the clone;
+#   4. runs docker-compose.yml unchanged plus test/compose/docker-compose.test.yml (Grafana out; the Rust images from
+#      the binaries the Rust tests built), `up --build --wait`, then the checks (test/compose/cluster.test.ts);
+#   5. tears everything down whatever happened: `compose down -v`, dockerd stopped by its PID, its bridge (docker0),
+#      its iptables rules and chains, ip_forward as it was, and its directory removed.
+#
+# Environment: WORKER_RESOLVER_COMPOSE_KEEP=1 leaves the cluster and dockerd up at the end (for a look by hand; the
+# script prints how to tear down). CARGO_TARGET_DIR: where the Rust binaries are built (the Rust tests' cache).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+started=$SECONDS
+log() { echo "test-compose: $* ($((SECONDS - started)) s)" >&2; }
+
+COMPOSE_VERSION=v2.40.3
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/worker-resolver/cargo-target}"
+command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="/usr/local/go/bin:$PATH"
+command -v cargo >/dev/null 2>&1 || [ ! -x "$HOME/.cargo/bin/cargo" ] || PATH="$HOME/.cargo/bin:$PATH"
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "test-compose: needs root (it starts a Docker engine)" >&2
+  exit 1
+fi
+
+# ── 1. provisioning ────────────────────────────────────────────────────────────────────────────────────────────────
+missing=()
+[ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] || missing+=(docker.io)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  # As scripts/provision.sh: a policy-rc.d that forbids starting services, so docker.io's install starts no dockerd
+  # (this script starts its own, with its own paths); an existing policy is left alone.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# worker-resolver provisioning: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    made_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$made_policy" = 0 ] || rm -f "$policy"
+fi
+# The Debian client (20.10) speaks the engine's own API version; /usr/local/bin/docker may be a newer client only.
+docker=/usr/bin/docker
+compose_bin="$(scripts/go-module-binary.sh docker-compose github.com/docker/compose/v2 "$COMPOSE_VERSION" ./cmd \
+  "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION")"
+log "engine $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), $("$compose_bin" version --short 2>/dev/null || echo compose)"
+
+# The Rust binaries the images run: those the Rust tests built. The same cargo command as scripts/test-rust.sh's test
+# build (same flags, same target directory), so after that step nothing is compiled again; from scratch it compiles
+# DataFusion (~25 min on this machine kind). A binary that no integration test needs is built with --bins after it.
+rust_bins=(consul-worker worker-resolver-coordinator)
+log "cargo: the Rust binaries (debug, in $CARGO_TARGET_DIR)"
+(cd rust && nice -n 10 cargo test --locked --workspace --all-features --no-run -q 2>&1 | { grep -v '^  Executable ' || true; } >&2)
+for b in "${rust_bins[@]}"; do
+  if [ ! -x "$CARGO_TARGET_DIR/debug/$b" ] || [ -n "$(find rust -name '*.rs' -newer "$CARGO_TARGET_DIR/debug/$b" -print -quit)" ]; then
+    (cd rust && nice -n 10 cargo build --locked --workspace --all-features --bins -q) >&2
+    break
+  fi
+done
+
+# ── 2. the engine ──────────────────────────────────────────────────────────────────────────────────────────────────
+if ip link show docker0 >/dev/null 2>&1; then
+  echo "test-compose: a docker0 bridge exists already (another engine?); refusing to share it" >&2
+  exit 1
+fi
+state="$(mktemp -d /tmp/worker-resolver-compose.XXXXXX)"
+export DOCKER_HOST="unix://$state/docker.sock"
+export DOCKER_CONFIG="$state/client-config"
+# Compose builds with the engine's BuildKit itself (buildx, which Bake needs, is not installed).
+export COMPOSE_BAKE=false
+mkdir -p "$DOCKER_CONFIG"
+ip_forward_before="$(cat /proc/sys/net/ipv4/ip_forward)"
+forward_policy_before="$(iptables -S FORWARD | awk '$1 == "-P" { print $3 }')"
+iptables-save >"$state/iptables.before"
+dockerd_pid=""
+compose=("$compose_bin" --project-directory "$root" -f "$root/docker-compose.yml" -f "$root/test/compose/docker-compose.test.yml")
+
+teardown() {
+  local rc=$?
+  set +e
+  if [ "${WORKER_RESOLVER_COMPOSE_KEEP:-}" = 1 ] && [ -n "$dockerd_pid" ]; then
+    echo "test-compose: kept up. DOCKER_HOST=$DOCKER_HOST; tear down with: kill $dockerd_pid, then remove docker0," \
+      "the DOCKER iptables chains and $state" >&2
+    return
+  fi
+  if [ -n "$dockerd_pid" ] && kill -0 "$dockerd_pid" 2>/dev/null; then
+    if [ "$rc" -ne 0 ]; then
+      "${compose[@]}" ps -a >&2 2>/dev/null
+      "${compose[@]}" logs --no-color --tail 40 >"$state/compose.log" 2>&1 && tail -n 200 "$state/compose.log" >&2
+    fi
+    timeout 120 "${compose[@]}" down -v --remove-orphans --timeout 10 >/dev/null 2>&1
+    kill -TERM "$dockerd_pid"
+    for _ in $(seq 1 60); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$dockerd_pid" 2>/dev/null; then
+      echo "test-compose: dockerd ($dockerd_pid) still up after 30 s; SIGKILL" >&2
+      kill -KILL "$dockerd_pid"
+    fi
+  fi
+  # What the engine leaves behind: its bridge, the rules and chains it added, ip_forward and FORWARD's policy.
+  ip link delete docker0 2>/dev/null
+  for table in filter nat; do
+    # Docker's own chains and the default bridge's rules, and the rules of the project network's bridge (br-<id>)
+    # that were not there before (compose down has normally removed them already).
+    {
+      iptables-save -t "$table" | grep -E '^-A .*(DOCKER|docker0)'
+      iptables-save -t "$table" | grep -E '^-A .*br-[0-9a-f]{12}' | grep -vxF -f "$state/iptables.before"
+    } | sed 's/^-A /-D /' | tac | while read -r rule; do
+      # shellcheck disable=SC2086
+      iptables -t "$table" $rule 2>/dev/null
+    done
+    for chain in $(iptables-save -t "$table" | sed -n 's/^:\(DOCKER[^ ]*\) .*/\1/p'); do
+      iptables -t "$table" -F "$chain" 2>/dev/null
+    done
+    for chain in $(iptables-save -t "$table" | sed -n 's/^:\(DOCKER[^ ]*\) .*/\1/p'); do
+      iptables -t "$table" -X "$chain" 2>/dev/null
+    done
+  done
+  [ -z "$forward_policy_before" ] || iptables -P FORWARD "$forward_policy_before"
+  echo "$ip_forward_before" >/proc/sys/net/ipv4/ip_forward
+  # Mounts left under the data root (none after a clean stop) would make rm fail.
+  grep -o " $state/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
+  rm -rf "$state"
+  if ip link show docker0 >/dev/null 2>&1 || iptables-save | grep -q DOCKER; then
+    echo "test-compose: teardown left docker0 or DOCKER iptables rules behind" >&2
+    rc=1
+  fi
+  echo "test-compose: torn down; $( [ "$rc" -eq 0 ] && echo ok || echo FAILED) in $((SECONDS - started)) s" >&2
+  exit "$rc"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+log "starting dockerd (data root $state/data)"
+/usr/sbin/dockerd --data-root "$state/data" --exec-root "$state/exec" --pidfile "$state/dockerd.pid" \
+  --host "$DOCKER_HOST" --log-level warn >"$state/dockerd.log" 2>&1 &
+dockerd_pid=$!
+for _ in $(seq 1 60); do
+  "$docker" version >/dev/null 2>&1 && break
+  if ! kill -0 "$dockerd_pid" 2>/dev/null; then
+    cat "$state/dockerd.log" >&2
+    echo "test-compose: dockerd exited" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+"$docker" version >/dev/null
+log "dockerd $dockerd_pid up"
+
+# ── 3. the stand-in images ─────────────────────────────────────────────────────────────────────────────────────────
+test/compose/standins/build.sh "$docker" "$root/docker-compose.yml"
+log "stand-in images loaded"
+
+# The Rust binaries, as the build context the test override gives rust/Dockerfile's `prebuilt` stage.
+export WORKER_RESOLVER_RUST_BIN="$state/rust-bin"
+export WORKER_RESOLVER_RUST_DOCKERFILE="$root/rust/Dockerfile"
+mkdir -p "$WORKER_RESOLVER_RUST_BIN"
+for b in "${rust_bins[@]}"; do
+  cp "$CARGO_TARGET_DIR/debug/$b" "$WORKER_RESOLVER_RUST_BIN/"
+done
+
+# ── 4. the cluster and the checks ──────────────────────────────────────────────────────────────────────────────────
+log "compose up --build --wait"
+if ! timeout 900 "${compose[@]}" up --build --wait --wait-timeout 300 --quiet-pull >"$state/up.log" 2>&1; then
+  cat "$state/up.log" >&2
+  echo "test-compose: the cluster did not come up healthy" >&2
+  exit 1
+fi
+log "every service healthy"
+WORKER_RESOLVER_COMPOSE="$(printf '%s\n' "${compose[@]}")" \
+  node --import tsx --test --test-timeout=600000 --test-reporter=spec test/compose/cluster.test.ts
+log "checks passed"
