@@ -15,9 +15,6 @@ export interface DnsServer {
   readonly family: 4 | 6;
 }
 
-/** The record types this client asks for. */
-export type { DnsQuestionType };
-
 /** One question. */
 export interface DnsQuestion {
   /** Domain name, with or without the trailing dot. */
