@@ -22,7 +22,8 @@ started=$SECONDS
 log() { echo "test-compose: $* ($((SECONDS - started)) s)" >&2; }
 
 COMPOSE_VERSION=v2.40.3
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/worker-resolver/cargo-target}"
+# shellcheck source=scripts/cargo-target.sh
+source scripts/cargo-target.sh
 command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="/usr/local/go/bin:$PATH"
 command -v cargo >/dev/null 2>&1 || [ ! -x "$HOME/.cargo/bin/cargo" ] || PATH="$HOME/.cargo/bin:$PATH"
 
@@ -64,6 +65,7 @@ log "engine $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), $("$com
 # DataFusion (~25 min on this machine kind). A binary that no integration test needs is built with --bins after it.
 rust_bins=(consul-worker worker-resolver-coordinator)
 log "cargo: the Rust binaries (debug, in $CARGO_TARGET_DIR)"
+claim_cargo_target "$root/rust"
 (cd rust && nice -n 10 cargo test --locked --workspace --all-features --no-run -q 2>&1 | { grep -v '^  Executable ' || true; } >&2)
 for b in "${rust_bins[@]}"; do
   if [ ! -x "$CARGO_TARGET_DIR/debug/$b" ] || [ -n "$(find rust -name '*.rs' -newer "$CARGO_TARGET_DIR/debug/$b" -print -quit)" ]; then
@@ -145,8 +147,9 @@ trap teardown EXIT
 trap 'exit 130' INT TERM
 
 log "starting dockerd (data root $state/data)"
+# 9>&-: the cargo-target lock (scripts/cargo-target.sh) is not the engine's to hold.
 /usr/sbin/dockerd --data-root "$state/data" --exec-root "$state/exec" --pidfile "$state/dockerd.pid" \
-  --host "$DOCKER_HOST" --log-level warn >"$state/dockerd.log" 2>&1 &
+  --host "$DOCKER_HOST" --log-level warn >"$state/dockerd.log" 2>&1 9>&- &
 dockerd_pid=$!
 for _ in $(seq 1 60); do
   "$docker" version >/dev/null 2>&1 && break

@@ -4,15 +4,16 @@
 # workers). Works on a fresh machine with only the Rust and Node toolchains installed:
 # it adds the rustfmt/clippy components if missing, and builds the TypeScript CLI (dist/) when
 # it is missing or older than src/. Build output goes to a cache outside the clone
-# ($CARGO_TARGET_DIR, default ~/.cache/worker-resolver/cargo-target), so reruns are incremental.
+# ($CARGO_TARGET_DIR, default ~/.cache/worker-resolver/cargo-target), so reruns are incremental; it is claimed
+# for this checkout first (scripts/cargo-target.sh: another clone's binaries never pass for this one's).
 #   scripts/test-rust.sh            # everything
 #   scripts/test-rust.sh --no-e2e   # skip the DataFusion cluster tests (the core crate only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/worker-resolver/cargo-target}"
+# shellcheck source=scripts/cargo-target.sh
+source scripts/cargo-target.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-mkdir -p "$CARGO_TARGET_DIR"
 E2E=1
 [[ "${1:-}" == "--no-e2e" ]] && E2E=0
 
@@ -43,6 +44,7 @@ if [[ $E2E == 1 && -z "${WORKER_RESOLVER_CONSUL_BIN:-}" && -x scripts/consul-bin
   export WORKER_RESOLVER_CONSUL_BIN
 fi
 
+claim_cargo_target "$ROOT/rust"
 cd "$ROOT/rust"
 step "cargo fmt --check"
 cargo fmt --all --check
