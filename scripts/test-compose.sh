@@ -8,13 +8,17 @@
 #   2. starts its own dockerd, as root, with a data root, exec root, socket and pidfile in a directory it owns;
 #   3. loads the stand-in images under the official names (test/compose/standins/build.sh: no image registry is
 #      reachable here), cached by content outside the clone;
-#   4. runs docker-compose.yml unchanged plus test/compose/docker-compose.test.yml (Grafana out; the Rust images from
-#      the binaries the Rust tests built), `up --build --wait`, then the checks (test/compose/cluster.test.ts);
+#   4. runs docker-compose.yml unchanged plus test/compose/docker-compose.test.yml (Grafana out) and
+#      test/compose/docker-compose.prebuilt.yml (the Rust image from the binaries the Rust tests built), `up --build
+#      --wait`, then the checks (test/compose/cluster.test.ts);
 #   5. tears everything down whatever happened: `compose down -v`, dockerd stopped by its PID, its bridge (docker0),
 #      its iptables rules and chains, ip_forward as it was, and its directory removed.
 #
 # Environment: WORKER_RESOLVER_COMPOSE_KEEP=1 leaves the cluster and dockerd up at the end (for a look by hand; the
 # script prints how to tear down). CARGO_TARGET_DIR: where the Rust binaries are built (the Rust tests' cache).
+# WORKER_RESOLVER_COMPOSE_RUST=compile builds the Rust image as users do instead, rust/Dockerfile's `compile` stage
+# (a release build of DataFusion inside the build, ~30 min on 2 cores; on a stand-in rust image), and runs the same
+# checks on it; not part of `npm run test:all` for its time (docs/compose.md, "The users' Rust build").
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -22,6 +26,15 @@ started=$SECONDS
 log() { echo "test-compose: $* ($((SECONDS - started)) s)" >&2; }
 
 COMPOSE_VERSION=v2.40.3
+rust_mode="${WORKER_RESOLVER_COMPOSE_RUST:-prebuilt}"
+case "$rust_mode" in
+  prebuilt | compile) ;;
+  *)
+    echo "test-compose: WORKER_RESOLVER_COMPOSE_RUST must be prebuilt or compile, not '$rust_mode'" >&2
+    exit 2
+    ;;
+esac
+export WORKER_RESOLVER_COMPOSE_RUST="$rust_mode"
 # shellcheck source=scripts/cargo-target.sh
 source scripts/cargo-target.sh
 command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH="/usr/local/go/bin:$PATH"
@@ -64,15 +77,19 @@ log "engine $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), $("$com
 # build (same flags, same target directory), so after that step nothing is compiled again; from scratch it compiles
 # DataFusion (~25 min on this machine kind). A binary that no integration test needs is built with --bins after it.
 rust_bins=(consul-worker worker-resolver-coordinator)
-log "cargo: the Rust binaries (debug, in $CARGO_TARGET_DIR)"
-claim_cargo_target "$root/rust"
-(cd rust && nice -n 10 cargo test --locked --workspace --all-features --no-run -q 2>&1 | { grep -v '^  Executable ' || true; } >&2)
-for b in "${rust_bins[@]}"; do
-  if [ ! -x "$CARGO_TARGET_DIR/debug/$b" ] || [ -n "$(find rust -name '*.rs' -newer "$CARGO_TARGET_DIR/debug/$b" -print -quit)" ]; then
-    (cd rust && nice -n 10 cargo build --locked --workspace --all-features --bins -q) >&2
-    break
-  fi
-done
+if [ "$rust_mode" = prebuilt ]; then
+  log "cargo: the Rust binaries (debug, in $CARGO_TARGET_DIR)"
+  claim_cargo_target "$root/rust"
+  (cd rust && nice -n 10 cargo test --locked --workspace --all-features --no-run -q 2>&1 | { grep -v '^  Executable ' || true; } >&2)
+  for b in "${rust_bins[@]}"; do
+    if [ ! -x "$CARGO_TARGET_DIR/debug/$b" ] || [ -n "$(find rust -name '*.rs' -newer "$CARGO_TARGET_DIR/debug/$b" -print -quit)" ]; then
+      (cd rust && nice -n 10 cargo build --locked --workspace --all-features --bins -q) >&2
+      break
+    fi
+  done
+else
+  log "the Rust image is compiled by rust/Dockerfile's compile stage (release), as users build it"
+fi
 
 # ── 2. the engine ──────────────────────────────────────────────────────────────────────────────────────────────────
 if ip link show docker0 >/dev/null 2>&1; then
@@ -90,6 +107,7 @@ forward_policy_before="$(iptables -S FORWARD | awk '$1 == "-P" { print $3 }')"
 iptables-save >"$state/iptables.before"
 dockerd_pid=""
 compose=("$compose_bin" --project-directory "$root" -f "$root/docker-compose.yml" -f "$root/test/compose/docker-compose.test.yml")
+[ "$rust_mode" = compile ] || compose+=(-f "$root/test/compose/docker-compose.prebuilt.yml")
 
 teardown() {
   local rc=$?
@@ -167,13 +185,25 @@ log "dockerd $dockerd_pid up"
 test/compose/standins/build.sh "$docker" "$root/docker-compose.yml"
 log "stand-in images loaded"
 
-# The Rust binaries, as the build context the test override gives rust/Dockerfile's `prebuilt` stage.
-export WORKER_RESOLVER_RUST_BIN="$state/rust-bin"
-export WORKER_RESOLVER_RUST_DOCKERFILE="$root/rust/Dockerfile"
-mkdir -p "$WORKER_RESOLVER_RUST_BIN"
-for b in "${rust_bins[@]}"; do
-  cp "$CARGO_TARGET_DIR/debug/$b" "$WORKER_RESOLVER_RUST_BIN/"
-done
+# The Rust image: from the binaries above, as the build context docker-compose.prebuilt.yml gives rust/Dockerfile's
+# `prebuilt` stage; or, in compile mode, built from source by its `compile` stage before the cluster starts.
+if [ "$rust_mode" = prebuilt ]; then
+  export WORKER_RESOLVER_RUST_BIN="$state/rust-bin"
+  export WORKER_RESOLVER_RUST_DOCKERFILE="$root/rust/Dockerfile"
+  mkdir -p "$WORKER_RESOLVER_RUST_BIN"
+  for b in "${rust_bins[@]}"; do
+    cp "$CARGO_TARGET_DIR/debug/$b" "$WORKER_RESOLVER_RUST_BIN/"
+  done
+else
+  # A release build of DataFusion on this machine's cores, inside the image build; timed on its own.
+  log "compose build worker-1 (rust/Dockerfile, compile stage)"
+  if ! timeout 5400 "${compose[@]}" build worker-1 >"$state/build.log" 2>&1; then
+    tail -n 100 "$state/build.log" >&2
+    echo "test-compose: rust/Dockerfile's compile stage failed" >&2
+    exit 1
+  fi
+  log "the Rust image built from source"
+fi
 
 # ── 4. the cluster and the checks ──────────────────────────────────────────────────────────────────────────────────
 log "compose up --build --wait"

@@ -88,6 +88,44 @@ function env(service: Service): Record<string, string> {
   );
 }
 
+/** A workspace member of rust/, as rust/Dockerfile's compile stage needs it: its binaries and minimum Rust. */
+interface RustPackage {
+  bins: string[];
+  rustVersion: string;
+}
+
+/** rust/'s workspace members by package name, read from their Cargo.toml files (the few keys used here). */
+function rustWorkspace(): Map<string, RustPackage> {
+  const root = readFileSync(path.join(ROOT, 'rust/Cargo.toml'), 'utf8');
+  const members = JSON.parse(/^members = (\[.*\])$/m.exec(root)?.[1] ?? '[]') as string[];
+  const workspaceRust = /^rust-version = "(.+)"$/m.exec(root)?.[1] ?? '';
+  const table = (toml: string, header: string): string[] =>
+    toml
+      .split(/^(?=\[)/m)
+      .filter((t) => t.startsWith(`${header}\n`))
+      .map((t) => t.slice(header.length));
+  return new Map(
+    members.map((dir): [string, RustPackage] => {
+      const toml = readFileSync(path.join(ROOT, 'rust', dir, 'Cargo.toml'), 'utf8');
+      const pkg = table(toml, '[package]')[0] ?? '';
+      const name = /^name = "(.+)"$/m.exec(pkg)?.[1] ?? dir;
+      const rustVersion = /^rust-version = "(.+)"$/m.exec(pkg)?.[1] ?? workspaceRust;
+      const bins = table(toml, '[[bin]]').map((b) => /^name = "(.+)"$/m.exec(b)?.[1] ?? '');
+      return [name, { bins, rustVersion }];
+    }),
+  );
+}
+
+/** "1.95" ≥ "1.94"? Versions as Cargo writes rust-version (major.minor[.patch]). */
+function atLeast(version: string, minimum: string): boolean {
+  const [a, b] = [version, minimum].map((v) => v.split('.').map(Number));
+  for (let i = 0; i < 3; i++) {
+    const d = (a?.[i] ?? 0) - (b?.[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return true;
+}
+
 describe('docker-compose.yml', () => {
   let compose: Compose;
   let tmp: string;
@@ -240,6 +278,46 @@ describe('docker-compose.yml', () => {
     assert.match(runtime, /^FROM debian:bookworm-slim$/m);
     const user = /^USER (\S+)/m.exec(runtime)?.[1];
     assert.ok(user !== undefined && user !== 'root' && user !== '0', `USER ${user}`);
+  });
+
+  it('builds the Rust image from the workspace as it is: packages, binaries and toolchain of each stage', () => {
+    // The compose test builds the image from prebuilt binaries; the compile stage, which users build, is checked
+    // here against the workspace (and built for real by WORKER_RESOLVER_COMPOSE_RUST=compile, docs/compose.md).
+    const dockerfile = readFileSync(path.join(ROOT, 'rust/Dockerfile'), 'utf8');
+    const stage = (name: string): string => {
+      const from = new RegExp(`^FROM \\S+ AS ${name}$`, 'm').exec(dockerfile);
+      assert.ok(from, `a stage ${name}`);
+      const rest = dockerfile.slice(from.index + from[0].length);
+      const next = rest.search(/^FROM /m);
+      return next === -1 ? rest : rest.slice(0, next);
+    };
+    const workspace = rustWorkspace();
+    const compile = stage('compile');
+    const packages = [...compile.matchAll(/ -p (\S+)/g)].map((m) => m[1] ?? '');
+    assert.ok(packages.length > 0, 'the compile stage builds named packages');
+    const bins = packages.flatMap((p) => {
+      const pkg = workspace.get(p);
+      assert.ok(pkg, `-p ${p}: not a member of rust/Cargo.toml's workspace (${[...workspace.keys()].join(', ')})`);
+      return pkg.bins;
+    });
+    const sorted = (names: string[]): string[] => [...names].sort();
+    const copied = [...compile.matchAll(/target\/release\/(\S+)/g)].map((m) => m[1] ?? '');
+    assert.deepEqual(sorted(copied), sorted(bins), 'the compile stage copies every binary of its packages');
+    const prebuilt = /^COPY (.+) \/out\/$/m.exec(stage('prebuilt'))?.[1]?.split(' ') ?? [];
+    assert.deepEqual(sorted(prebuilt), sorted(bins), 'the prebuilt stage takes the same binaries');
+    const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+    const installed = /^COPY --from=binaries (.+) \/usr\/local\/bin\/$/m.exec(runtime)?.[1]?.split(' ') ?? [];
+    assert.deepEqual(sorted(installed), sorted(bins.map((b) => `/out/${b}`)), 'the runtime installs them all');
+    const rust = /^FROM rust:(\d+\.\d+(?:\.\d+)?)-\S+ AS compile$/m.exec(dockerfile)?.[1] ?? '';
+    for (const p of packages) {
+      const needs = workspace.get(p)?.rustVersion ?? '';
+      assert.ok(atLeast(rust, needs), `rust:${rust} is older than ${p}'s rust-version ${needs}`);
+    }
+    // Every Rust service of the compose file runs one of the image's binaries.
+    for (const [name, service] of Object.entries(compose.services)) {
+      if (service.image !== 'worker-resolver-rust:local') continue;
+      assert.ok(bins.includes(service.command?.[0] ?? ''), `${name} runs ${service.command?.[0]}, not in the image`);
+    }
   });
 
   it('builds a non-root node:20-slim image whose entrypoint is worker-resolver', () => {

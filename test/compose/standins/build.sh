@@ -7,6 +7,8 @@
 #   hashicorp/consul:1.16.1   that Debian + the Consul binary scripts/consul-binary.sh builds from its Go module
 #   prom/prometheus:…         that Debian + Debian's prometheus package + wget
 #   jaegertracing/all-in-one:…  that Debian + wget + cmd/all-in-one of github.com/jaegertracing/jaeger (Go module)
+#   rust:…-slim-bookworm      that Debian + gcc + this machine's rustup toolchain of the same version; only when
+#                             WORKER_RESOLVER_COMPOSE_RUST=compile (rust/Dockerfile's `compile` stage, as users build)
 #
 # Each image is cached by content: its key hashes its Dockerfile, every file of its build context and its base's key,
 # and the built image is saved (`docker save`) to
@@ -35,9 +37,9 @@ JAEGER_VERSION=v1.75.0
 image_of() {
   local name
   name="$(sed -n "s|^[[:space:]]*image:[[:space:]]*\($1:[^[:space:]]*\)[[:space:]]*$|\1|p" "$compose_file" | head -1)"
-  [ -n "$name" ] || name="$(sed -n "s|^FROM \($1:[^[:space:]]*\).*|\1|p" "$root/Dockerfile" | head -1)"
+  [ -n "$name" ] || name="$(sed -n "s|^FROM \($1:[^[:space:]]*\).*|\1|p" "$root/Dockerfile" "$root/rust/Dockerfile" | head -1)"
   if [ -z "$name" ]; then
-    echo "standins: neither $compose_file nor the Dockerfile names an image $1:…" >&2
+    echo "standins: neither $compose_file nor a Dockerfile names an image $1:…" >&2
     return 1
   fi
   echo "$name"
@@ -128,3 +130,22 @@ mkdir -p "$ctx"
 cp "$("$root/scripts/go-module-binary.sh" jaeger-all-in-one github.com/jaegertracing/jaeger "$JAEGER_VERSION" ./cmd/all-in-one)" "$ctx/all-in-one"
 tag="$(image_of jaegertracing/all-in-one)"
 standin jaeger "$tag" "$ctx" "$debian_key"
+
+# rust:<version>-slim-bookworm, for rust/Dockerfile's `compile` stage: only in the compose test's compile mode.
+if [ "${WORKER_RESOLVER_COMPOSE_RUST:-prebuilt}" = compile ]; then
+  tag="$(image_of rust)"
+  version="${tag#rust:}"
+  version="${version%%-*}"
+  command -v rustc >/dev/null 2>&1 || [ ! -x "$HOME/.cargo/bin/rustc" ] || PATH="$HOME/.cargo/bin:$PATH"
+  host="$(rustc --version 2>/dev/null | awk '{print $2}')"
+  if [ "${host#"$version".}" = "$host" ] && [ "$host" != "$version" ]; then
+    echo "standins: $tag needs this machine's Rust $version toolchain (rustc is ${host:-missing})" >&2
+    exit 1
+  fi
+  sysroot="$(rustc --print sysroot)"
+  ctx="$work/rust"
+  mkdir -p "$ctx/toolchain/bin"
+  cp -a "$sysroot/bin/cargo" "$sysroot/bin/rustc" "$sysroot/bin/rustdoc" "$ctx/toolchain/bin/"
+  cp -a "$sysroot/lib" "$sysroot/libexec" "$ctx/toolchain/"
+  standin rust "$tag" "$ctx" "$debian_key" --build-arg "RUST_VERSION=$host"
+fi
