@@ -235,6 +235,7 @@ function resolverOptions(
   });
   const wait = get('wait');
   const maxStale = get('max-stale');
+  const leaderCheck = get('leader-check');
   const readInThread = get('read-in-thread');
   const str = (name: string): string | undefined => get(name)?.value;
   const consul: ConsulOptions = {
@@ -253,6 +254,7 @@ function resolverOptions(
     consistency: consistency as NonNullable<ConsulOptions['consistency']>,
     ...(wait === undefined ? {} : { waitMs: durationOf(wait) }),
     ...(maxStale === undefined ? {} : { maxStaleMs: durationOf(maxStale) }),
+    ...(leaderCheck === undefined ? {} : { leaderCheckMs: durationOf(leaderCheck) }),
     ...(readInThread === undefined
       ? {}
       : { readInThread: READ_IN_THREAD[oneOf(readInThread, ['auto', 'on', 'off'], 'auto')] }),

@@ -54,6 +54,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'cached', kind: 'boolean', env: `${E}CONSISTENCY=cached`, help: "read from the local agent's cache", commands: ALL },
   { name: 'wait', kind: 'string', arg: 'DURATION', env: `${E}WAIT`, def: '5m', help: 'blocking-query wait (max 10m; also for watch --sidecar)', commands: RUN },
   { name: 'max-stale', kind: 'string', arg: 'DURATION', env: `${E}MAX_STALE`, def: 'off', help: "re-read from the leader when a stale answer's server lost the leader this long ago (consul-template's max_stale)", commands: RUN },
+  { name: 'leader-check', kind: 'string', arg: 'DURATION', env: `${E}LEADER_CHECK`, def: '15s', help: 'ask the agent for the Consul leader this often (GET /v1/status/leader: how a lost quorum shows; min 1s)', commands: RUN },
   { name: 'read-in-thread', kind: 'string', arg: 'auto|on|off', env: `${E}READ_IN_THREAD`, def: 'auto', help: 'read Consul answers in a worker thread: auto = from the first 1 MiB answer (~1,000 instances)', commands: RUN },
   { name: 'dns-srv', kind: 'string', arg: 'NAME', env: `${E}DNS_SRV`, help: 'DNS SRV name: fallback, or primary with --no-consul', commands: ALL },
   { name: 'dns-server', kind: 'list', arg: 'HOST:PORT', env: `${E}DNS_SERVERS`, def: 'system resolvers', help: 'DNS server (repeatable; IP literals)', commands: ALL },

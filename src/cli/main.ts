@@ -31,6 +31,7 @@ const OPTION_FLAGS: Readonly<Record<string, string>> = {
   'consul.address': '--consul',
   'consul.tokenFile': '--token-file',
   'consul.waitMs': '--wait',
+  'consul.leaderCheckMs': '--leader-check',
   'consul.filter': '--filter',
   'consul.tags': '--tag',
   'consul.datacenter': '--datacenter',

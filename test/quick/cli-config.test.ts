@@ -45,8 +45,21 @@ describe('parseCli: Consul reading flags', () => {
     );
   });
 
-  it('doctor takes neither (it reads once)', () => {
-    for (const flag of ['--read-in-thread', '--max-stale']) {
+  it('--leader-check DURATION becomes consul.leaderCheckMs', () => {
+    assert.equal(parseCli('serve', base, {}).resolver?.consul?.leaderCheckMs, undefined);
+    assert.equal(parseCli('serve', [...base, '--leader-check', '5s'], {}).resolver?.consul?.leaderCheckMs, 5_000);
+    assert.equal(
+      parseCli('watch', base, { WORKER_RESOLVER_LEADER_CHECK: '1m' }).resolver?.consul?.leaderCheckMs,
+      60_000,
+    );
+    assert.throws(
+      () => parseCli('serve', [...base, '--leader-check', 'often'], {}),
+      (e: unknown) => e instanceof CliUsageError && /--leader-check: "often" is not a duration/.test(e.message),
+    );
+  });
+
+  it('doctor takes none of them (it reads once)', () => {
+    for (const flag of ['--read-in-thread', '--max-stale', '--leader-check']) {
       assert.throws(() => parseCli('doctor', [...base, flag, 'on'], {}), CliUsageError);
     }
   });

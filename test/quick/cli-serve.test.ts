@@ -162,6 +162,8 @@ describe('worker-resolver serve', () => {
       { args: ['--listen', `127.0.0.1:${port}`], mentions: /--service/ },
       { args: base, env: { WORKER_RESOLVER_WAIT: 'forever' }, mentions: /WORKER_RESOLVER_WAIT/ },
       { args: [...base, '--wait', '11m'], mentions: /10m/ },
+      // Below the library's floor (1 s): the library's message, under the flag's name.
+      { args: [...base, '--leader-check', '100ms'], mentions: /^worker-resolver: --leader-check: .*1000/ },
       { args: [...base, '--dns-srv', '_w._tcp.x', '--dns-server', 'nope'], mentions: /--dns-server/ },
       {
         args: [...base, '--filter', ''],
