@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use worker_resolver_cluster_common::flags::duration;
 
 struct Args {
     listen: SocketAddr,
@@ -42,23 +43,6 @@ struct Args {
     drain_timeout: Duration,
     /// The host registered in Consul (service address and check URL); None: the listen IPs.
     advertise: Option<String>,
-}
-
-fn duration(flag: &str, v: &str) -> Result<Duration, String> {
-    let (num, mul) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        return Err(format!(
-            "{flag}: {v:?} is not a duration like 500ms, 2s or 1m"
-        ));
-    };
-    num.parse::<u64>()
-        .map(|n| Duration::from_millis(n * mul))
-        .map_err(|_| format!("{flag}: {v:?} is not a duration like 500ms, 2s or 1m"))
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -242,20 +226,4 @@ async fn run(args: Args) -> Result<(), String> {
     );
     tracing::info!(clean = drained, "stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_are_written_the_consul_way() {
-        assert_eq!(duration("--x", "500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("--x", "2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(duration("--x", "1m"), Ok(Duration::from_secs(60)));
-        assert!(duration("--x", "2").unwrap_err().contains("--x"));
-        assert!(duration("--x", "s").is_err());
-        assert!(duration("--x", "1.5s").is_err());
-    }
 }

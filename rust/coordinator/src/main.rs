@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use worker_resolver_client::datafusion::plan_snapshot;
 use worker_resolver_client::{ClientConfig, RoutingStrategy, SidecarWorkerResolver};
+use worker_resolver_cluster_common::dataset;
+use worker_resolver_cluster_common::flags::duration;
 
 /// The configuration, from flags with environment fallbacks.
 struct Args {
@@ -34,22 +36,6 @@ struct Args {
     wait: Duration,
     routing: RoutingStrategy,
     queries: u64,
-}
-
-fn duration(flag: &str, v: &str) -> Result<Duration, String> {
-    let bad = || format!("{flag}: {v:?} is not a duration like 500ms, 2s or 1m");
-    let (num, mul) = if let Some(n) = v.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = v.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        return Err(bad());
-    };
-    num.parse::<u64>()
-        .map(|n| Duration::from_millis(n * mul))
-        .map_err(|_| bad())
 }
 
 fn routing(flag: &str, v: &str) -> Result<RoutingStrategy, String> {
@@ -188,7 +174,7 @@ async fn run(args: Args, stop: CancellationToken) -> Result<(), String> {
     tracing::info!(sidecar = %args.sidecar, listen = %bound, data = %args.data.display(), interval_ms = args.interval.as_millis() as u64, "coordinator started");
 
     let setup = async {
-        workload::ensure_data(&args.data).await?;
+        dataset::ensure(&args.data).await?;
         let ctx = workload::distributed_session(&resolver, args.routing, &args.data).await?;
         let expected = workload::reference_answers(&args.data).await?;
         Ok::<_, datafusion::error::DataFusionError>((ctx, expected))
@@ -262,7 +248,7 @@ async fn run_query(
         .map_or((0, 0), |s| (s.version, s.urls.len()));
     match result {
         Ok((plan, got)) => {
-            let stages = workload::tasks_per_stage(&plan);
+            let stages = dataset::tasks_per_stage(&plan);
             metrics.tasks(&stages);
             let tasks: Vec<String> = stages.iter().map(|(s, t)| format!("{s}:{t}")).collect();
             let tasks = tasks.join(" ");

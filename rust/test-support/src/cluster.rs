@@ -1,15 +1,12 @@
 //! The DataFusion side of the loopback cluster, shared by `consul-worker`'s `tests/cluster.rs`
-//! and its examples (`demo`, `crash_bench`): the generated Parquet tables, the coordinator
-//! session whose `WorkerResolver` is this repository's client, the single-node reference
-//! answers, the `consul-worker` processes, and the task count of a distributed plan.
+//! and its examples (`demo`, `crash_bench`): the coordinator session whose `WorkerResolver` is
+//! this repository's client and the `consul-worker` processes; the tables, the session's
+//! settings and the plan shape are `worker_resolver_cluster_common::dataset`'s, which the
+//! coordinator binary uses too.
 
-use datafusion::arrow::util::pretty::pretty_format_batches;
-use datafusion::execution::SessionStateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-use datafusion_distributed::{
-    DistributedExt, NetworkBoundaryExt, SessionStateBuilderExt, WorkerResolver,
-};
+use datafusion::prelude::SessionContext;
+use datafusion_distributed::{DistributedExt, WorkerResolver};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -18,73 +15,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use worker_resolver_client::datafusion::SidecarResolverExt;
 use worker_resolver_client::{RoutingStrategy, SidecarWorkerResolver};
+use worker_resolver_cluster_common::dataset;
 
 /// The Consul service the workers register as.
 pub const SERVICE: &str = "datafusion-worker";
 
-/// Generated Parquet: `orders` (8 files × 20 000 rows: order_id, customer_id, amount, region)
-/// and `customers` (2 files × 500 rows: customer_id, name, segment).
+/// Writes the dataset's tables (`orders`, `customers`) under `dir`
+/// (`worker_resolver_cluster_common::dataset`, the tables the coordinator binary queries too).
 pub async fn generate_data(dir: &Path) {
-    let ctx = SessionContext::new();
-    std::fs::create_dir_all(dir.join("orders")).unwrap();
-    std::fs::create_dir_all(dir.join("customers")).unwrap();
-    for i in 0..8u64 {
-        let (lo, hi) = (i * 20_000, (i + 1) * 20_000);
-        let sql = format!(
-            "COPY (SELECT value AS order_id, value % 1000 AS customer_id, \
-               (value * 7919) % 10007 AS amount, \
-               CASE value % 4 WHEN 0 THEN 'north' WHEN 1 THEN 'south' WHEN 2 THEN 'east' ELSE 'west' END AS region \
-             FROM range({lo}, {hi})) TO '{}' STORED AS PARQUET",
-            dir.join(format!("orders/part-{i}.parquet")).display()
-        );
-        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    }
-    for i in 0..2u64 {
-        let (lo, hi) = (i * 500, (i + 1) * 500);
-        let sql = format!(
-            "COPY (SELECT value AS customer_id, concat('customer-', CAST(value AS VARCHAR)) AS name, \
-               CASE value % 3 WHEN 0 THEN 'retail' WHEN 1 THEN 'wholesale' ELSE 'online' END AS segment \
-             FROM range({lo}, {hi})) TO '{}' STORED AS PARQUET",
-            dir.join(format!("customers/part-{i}.parquet")).display()
-        );
-        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-    }
-}
-
-/// Registers `orders` and `customers` from `dir`.
-pub async fn register_tables(ctx: &SessionContext, dir: &Path) {
-    for t in ["orders", "customers"] {
-        ctx.register_parquet(
-            t,
-            dir.join(t).to_str().unwrap(),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .unwrap();
-    }
-}
-
-/// The session builder both coordinators share.
-fn builder() -> SessionStateBuilder {
-    // target_partitions 12: datafusion-distributed 4.0.0's file-scan scale-up fails planning
-    // ("Different partition count where provided in two different variants of
-    // DistributedLeafExec") when the byte-range split of these 8 files does not give every
-    // task the same number of groups (e.g. target_partitions 2 or 4 with 3 workers); 12
-    // splits evenly for 2, 3 and 4 workers.
-    SessionStateBuilder::new()
-        .with_config(SessionConfig::new().with_target_partitions(12))
-        .with_default_features()
-        .with_distributed_planner()
-}
-
-async fn finish(builder: SessionStateBuilder, dir: &Path) -> SessionContext {
-    let state = builder
-        .with_distributed_file_scan_config_bytes_per_partition(1)
-        .unwrap()
-        .build();
-    let ctx = SessionContext::new_with_state(state);
-    register_tables(&ctx, dir).await;
-    ctx
+    dataset::ensure(dir).await.expect("generating the tables");
 }
 
 /// A distributed coordinator over `dir`'s tables set up in one call
@@ -94,11 +33,12 @@ pub async fn coordinator(
     routing: RoutingStrategy,
     dir: &Path,
 ) -> SessionContext {
-    finish(
-        builder().with_sidecar_worker_resolver_routing(resolver.clone(), routing),
+    dataset::context(
+        dataset::builder().with_sidecar_worker_resolver_routing(resolver.clone(), routing),
         dir,
     )
     .await
+    .expect("the coordinator session")
 }
 
 /// A distributed coordinator over `dir`'s tables with any `resolver` and upstream's default
@@ -107,7 +47,12 @@ pub async fn plain_coordinator(
     resolver: impl WorkerResolver + 'static,
     dir: &Path,
 ) -> SessionContext {
-    finish(builder().with_distributed_worker_resolver(resolver), dir).await
+    dataset::context(
+        dataset::builder().with_distributed_worker_resolver(resolver),
+        dir,
+    )
+    .await
+    .expect("the coordinator session")
 }
 
 /// Single-node DataFusion's formatted answer to each query over `dir`'s tables.
@@ -115,29 +60,17 @@ pub async fn reference_answers<'a>(
     dir: &Path,
     queries: impl IntoIterator<Item = &'a str>,
 ) -> Vec<String> {
-    let single = SessionContext::new();
-    register_tables(&single, dir).await;
-    let mut answers = Vec::new();
-    for q in queries {
-        let batches = single.sql(q).await.unwrap().collect().await.unwrap();
-        answers.push(pretty_format_batches(&batches).unwrap().to_string());
-    }
-    answers
+    dataset::reference_answers(dir, queries)
+        .await
+        .expect("the single-node answers")
 }
 
 /// The largest task count of any stage of a distributed plan.
 pub fn max_tasks(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    let mut max = 0;
-    let mut stack = vec![Arc::clone(plan)];
-    while let Some(p) = stack.pop() {
-        if let Some(nb) = p.as_ref().as_network_boundary() {
-            max = max.max(nb.input_stage().task_count());
-        }
-        for c in p.children() {
-            stack.push(Arc::clone(c));
-        }
-    }
-    max
+    dataset::tasks_per_stage(plan)
+        .into_values()
+        .max()
+        .unwrap_or(0)
 }
 
 /// The `consul-worker` binary next to an example's executable, built first if missing
