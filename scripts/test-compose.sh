@@ -26,6 +26,9 @@ started=$SECONDS
 log() { echo "test-compose: $* ($((SECONDS - started)) s)" >&2; }
 
 COMPOSE_VERSION=v2.40.3
+# Compose builds through Bake, i.e. `docker buildx bake`, as users' Compose does (its own builder is deprecated and
+# warns); buildx at the version Compose v2.40.3's go.mod requires.
+BUILDX_VERSION=v0.29.1
 rust_mode="${WORKER_RESOLVER_COMPOSE_RUST:-prebuilt}"
 case "$rust_mode" in
   prebuilt | compile) ;;
@@ -69,9 +72,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # The Debian client (20.10) speaks the engine's own API version; /usr/local/bin/docker may be a newer client only.
 docker=/usr/bin/docker
+buildx_bin="$(scripts/go-module-binary.sh docker-buildx github.com/docker/buildx "$BUILDX_VERSION" ./cmd/buildx \
+  "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION -X github.com/docker/buildx/version.Package=github.com/docker/buildx")"
 compose_bin="$(scripts/go-module-binary.sh docker-compose github.com/docker/compose/v2 "$COMPOSE_VERSION" ./cmd \
   "-X github.com/docker/compose/v2/internal.Version=$COMPOSE_VERSION")"
-log "engine $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), $("$compose_bin" version --short 2>/dev/null || echo compose)"
+log "engine $(/usr/sbin/dockerd --version | awk '{print $3}' | tr -d ,), compose $("$compose_bin" version --short 2>/dev/null), buildx $(DOCKER_CONFIG=/nonexistent "$buildx_bin" version 2>/dev/null | awk '{print $2}')"
 
 # The Rust binaries the images run: those the Rust tests built. The same cargo command as scripts/test-rust.sh's test
 # build (same flags, same target directory), so after that step nothing is compiled again; from scratch it compiles
@@ -99,9 +104,9 @@ fi
 state="$(mktemp -d /tmp/worker-resolver-compose.XXXXXX)"
 export DOCKER_HOST="unix://$state/docker.sock"
 export DOCKER_CONFIG="$state/client-config"
-# Compose builds with the engine's BuildKit itself (buildx, which Bake needs, is not installed).
-export COMPOSE_BAKE=false
-mkdir -p "$DOCKER_CONFIG"
+# buildx as a CLI plugin of this run's client config only (where Compose looks for it), nowhere on the machine.
+mkdir -p "$DOCKER_CONFIG/cli-plugins"
+ln -s "$buildx_bin" "$DOCKER_CONFIG/cli-plugins/docker-buildx"
 ip_forward_before="$(cat /proc/sys/net/ipv4/ip_forward)"
 forward_policy_before="$(iptables -S FORWARD | awk '$1 == "-P" { print $3 }')"
 iptables-save >"$state/iptables.before"
@@ -213,6 +218,17 @@ if ! timeout 900 "${compose[@]}" up --build --wait --wait-timeout 300 --quiet-pu
   exit 1
 fi
 log "every service healthy"
+# Warnings are defects: Compose's own (a deprecated setting, a missing plugin, an unset variable) and those of the
+# images' builds (npm's, a tool's "warning:" inside a RUN step).
+if grep -iE 'level=warn|\bwarn(ing)?(:|\[)|npm warn ' "$state/up.log" >&2; then
+  echo "test-compose: compose up warned (above)" >&2
+  exit 1
+fi
+# Built through Bake, as users' Compose builds (buildx's first step reads the bake definition Compose writes).
+if ! grep -q 'load local bake definitions' "$state/up.log"; then
+  echo "test-compose: compose did not build through Bake (docker buildx bake)" >&2
+  exit 1
+fi
 WORKER_RESOLVER_COMPOSE="$(printf '%s\n' "${compose[@]}")" \
   node --import tsx --test --test-timeout=600000 --test-reporter=spec test/compose/cluster.test.ts
 log "checks passed"
