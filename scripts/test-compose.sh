@@ -167,6 +167,15 @@ teardown() {
   exit "$rc"
 }
 trap teardown EXIT
+
+# Warnings are defects: Compose's own (a deprecated setting, a missing plugin, an unset variable) and those of the
+# images' builds (npm's, cargo's or a tool's "warning:" inside a RUN step). no_warnings LOG WHAT
+no_warnings() {
+  if grep -iE 'level=warn|\bwarn(ing)?(:|\[)|npm warn ' "$1" >&2; then
+    echo "test-compose: $2 warned (above)" >&2
+    exit 1
+  fi
+}
 trap 'exit 130' INT TERM
 
 log "starting dockerd (data root $state/data)"
@@ -207,6 +216,7 @@ else
     echo "test-compose: rust/Dockerfile's compile stage failed" >&2
     exit 1
   fi
+  no_warnings "$state/build.log" "compose build worker-1"
   log "the Rust image built from source"
 fi
 
@@ -218,12 +228,7 @@ if ! timeout 900 "${compose[@]}" up --build --wait --wait-timeout 300 --quiet-pu
   exit 1
 fi
 log "every service healthy"
-# Warnings are defects: Compose's own (a deprecated setting, a missing plugin, an unset variable) and those of the
-# images' builds (npm's, a tool's "warning:" inside a RUN step).
-if grep -iE 'level=warn|\bwarn(ing)?(:|\[)|npm warn ' "$state/up.log" >&2; then
-  echo "test-compose: compose up warned (above)" >&2
-  exit 1
-fi
+no_warnings "$state/up.log" "compose up"
 # Built through Bake, as users' Compose builds (buildx's first step reads the bake definition Compose writes).
 if ! grep -q 'load local bake definitions' "$state/up.log"; then
   echo "test-compose: compose did not build through Bake (docker buildx bake)" >&2
