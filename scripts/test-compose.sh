@@ -3,8 +3,9 @@
 #
 #   bash scripts/test-compose.sh            # as root, on a machine of this project's kind
 #
-#   1. provisions what it needs: Debian's docker.io (the engine), mmdebstrap, iptables; Compose v2 built once from its
-#      Go module (scripts/go-module-binary.sh: Debian's docker-compose 1.29 rejects the file);
+#   1. provisions what it needs: Debian's docker.io (the engine), mmdebstrap, iptables; Compose v2 and buildx (Bake,
+#      through which Compose builds) built once from their Go modules (scripts/go-module-binary.sh: Debian's
+#      docker-compose 1.29 rejects the file);
 #   2. starts its own dockerd, as root, with a data root, exec root, socket and pidfile in a directory it owns;
 #   3. loads the stand-in images under the official names (test/compose/standins/build.sh: no image registry is
 #      reachable here), cached by content outside the clone;
@@ -24,6 +25,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 started=$SECONDS
 log() { echo "test-compose: $* ($((SECONDS - started)) s)" >&2; }
+# Warnings are defects: Compose's own (a deprecated setting, a missing plugin, an unset variable) and those of the
+# images' builds (npm's, cargo's or a tool's "warning:" inside a RUN step). no_warnings LOG WHAT
+no_warnings() {
+  if grep -iE 'level=warn|\bwarn(ing)?(:|\[)|npm warn ' "$1" >&2; then
+    echo "test-compose: $2 warned (above)" >&2
+    exit 1
+  fi
+}
 
 COMPOSE_VERSION=v2.40.3
 # Compose builds through Bake, i.e. `docker buildx bake`, as users' Compose does (its own builder is deprecated and
@@ -167,15 +176,6 @@ teardown() {
   exit "$rc"
 }
 trap teardown EXIT
-
-# Warnings are defects: Compose's own (a deprecated setting, a missing plugin, an unset variable) and those of the
-# images' builds (npm's, cargo's or a tool's "warning:" inside a RUN step). no_warnings LOG WHAT
-no_warnings() {
-  if grep -iE 'level=warn|\bwarn(ing)?(:|\[)|npm warn ' "$1" >&2; then
-    echo "test-compose: $2 warned (above)" >&2
-    exit 1
-  fi
-}
 trap 'exit 130' INT TERM
 
 log "starting dockerd (data root $state/data)"
