@@ -79,6 +79,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ "$made_policy" = 0 ] || rm -f "$policy"
 fi
+# The checks run under tsx: install the dev dependencies first when this script runs alone on a fresh clone, rather
+# than fail after the images are built.
+if [ ! -d node_modules/tsx ]; then
+  log "npm ci (the checks need the dev dependencies)"
+  npm ci --no-audit --no-fund >&2
+fi
 # The Debian client (20.10) speaks the engine's own API version; /usr/local/bin/docker may be a newer client only.
 docker=/usr/bin/docker
 buildx_bin="$(scripts/go-module-binary.sh docker-buildx github.com/docker/buildx "$BUILDX_VERSION" ./cmd/buildx \
