@@ -138,10 +138,13 @@ if [ "${WORKER_RESOLVER_COMPOSE_RUST:-prebuilt}" = compile ]; then
   version="${version%%-*}"
   command -v rustc >/dev/null 2>&1 || [ ! -x "$HOME/.cargo/bin/rustc" ] || PATH="$HOME/.cargo/bin:$PATH"
   host="$(rustc --version 2>/dev/null | awk '{print $2}')"
-  if [ "${host#"$version".}" = "$host" ] && [ "$host" != "$version" ]; then
-    echo "standins: $tag needs this machine's Rust $version toolchain (rustc is ${host:-missing})" >&2
-    exit 1
-  fi
+  case "$host" in
+    "$version" | "$version".*) ;;
+    *)
+      echo "standins: $tag needs this machine's Rust $version toolchain (rustc is ${host:-missing})" >&2
+      exit 1
+      ;;
+  esac
   sysroot="$(rustc --print sysroot)"
   ctx="$work/rust"
   mkdir -p "$ctx/toolchain/bin"
